@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Build the local signed apt mirror that stands in for Docker's and NVIDIA's
+# repositories in tests, then (with --serve) run it as a container on the test
+# network. Every package in it is a STAND-IN: it carries the real package name and
+# installs the real entry points, but it is not the vendor's software.
+#
+#   tests/harness/build-mirror.sh [--serve]
+#
+# Layout served at http://gpuhost-mirror:8080/ :
+#   linux/debian/gpg, linux/debian/dists/{bookworm,trixie}/...      (Docker's layout)
+#   libnvidia-container/gpgkey, libnvidia-container/{stable,experimental}/deb/ARCH/  (NVIDIA's)
+#   rogue/libnvidia-container/...   NVIDIA's layout and key, but signed by another key
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=tests/harness/common.sh
+source "$here/common.sh"
+
+repo_root="$(cd "$here/../.." && pwd)"
+: "${GPUHOST_TEST_CACHE:=$repo_root/.cache/test}"
+out="$GPUHOST_TEST_CACHE/mirror"
+keys="$here/mirror/keys"
+arch="$(dpkg --print-architecture)"
+
+# Toolkit versions in the stand-in repository: two stable ones so pinning, upgrade
+# and downgrade are tested, one experimental.
+toolkit_stable=(1.17.7-1 1.17.8-1)
+toolkit_experimental=(1.18.0~rc.1-1)
+docker_upstream="27.5.1"
+
+serve=0
+[ "${1:-}" = "--serve" ] && serve=1
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+export GNUPGHOME="$work/gnupg"
+mkdir -m 0700 "$GNUPGHOME"
+for k in docker nvidia rogue; do
+  gpg --batch -q --import "$keys/$k-standin.secret.asc" 2>/dev/null
+done
+fpr_of() { gpg --with-colons --list-keys "$1-standin@gpuhost.invalid" | awk -F: '/^fpr/{print $10; exit}'; }
+
+# build_deb NAME VERSION DEPENDS DEST_DIR [SRC_FILE:INSTALL_PATH ...]
+build_deb() {
+  local name="$1" version="$2" depends="$3" dest="$4"
+  shift 4
+  local root="$work/pkg/$name-$version"
+  rm -rf "$root"
+  mkdir -p "$root/DEBIAN" "$root/usr/share/doc/$name"
+  {
+    echo "Package: $name"
+    echo "Version: $version"
+    echo "Architecture: $arch"
+    echo "Maintainer: gpuhost tests <tests@gpuhost.invalid>"
+    [ -n "$depends" ] && echo "Depends: $depends"
+    echo "Section: utils"
+    echo "Priority: optional"
+    echo "Description: STAND-IN for $name, built for gpuhost's tests"
+    echo " Carries the real package name and entry points; not the vendor's software."
+  } >"$root/DEBIAN/control"
+  echo "STAND-IN package built for gpuhost's tests: $name $version" \
+    >"$root/usr/share/doc/$name/STAND-IN"
+  local spec src dst
+  for spec in "$@"; do
+    src="${spec%%:*}"
+    dst="${spec#*:}"
+    mkdir -p "$root$(dirname "$dst")"
+    sed "s/@VERSION@/${version%%-*}/g" "$src" >"$root$dst"
+    chmod 0755 "$root$dst"
+  done
+  mkdir -p "$dest"
+  dpkg-deb --root-owner-group -Zxz -b "$root" "$dest/${name}_${version//:/%3a}_${arch}.deb" >/dev/null
+}
+
+# sign_release DIR KEY: write Release.gpg and InRelease next to DIR/Release.
+sign_release() {
+  local dir="$1" fpr
+  fpr="$(fpr_of "$2")"
+  gpg --batch -q --yes -u "$fpr" --armor --detach-sign -o "$dir/Release.gpg" "$dir/Release"
+  gpg --batch -q --yes -u "$fpr" --clearsign -o "$dir/InRelease" "$dir/Release"
+}
+
+# flat_repo DIR KEY VERSION...: NVIDIA's flat layout, DIR/deb/ARCH/{Packages,Release,...}
+flat_repo() {
+  local base="$1" key="$2"
+  shift 2
+  local dir="$base/deb/$arch" v
+  mkdir -p "$dir"
+  for v in "$@"; do
+    build_deb libnvidia-container1 "$v" "" "$dir"
+    build_deb libnvidia-container-tools "$v" "libnvidia-container1 (= $v)" "$dir" \
+      "$here/mirror/standin/nvidia-container-cli:/usr/bin/nvidia-container-cli"
+    build_deb nvidia-container-toolkit-base "$v" "" "$dir" \
+      "$here/mirror/standin/nvidia-container-runtime:/usr/bin/nvidia-container-runtime" \
+      "$here/mirror/standin/nvidia-ctk:/usr/bin/nvidia-ctk"
+    build_deb nvidia-container-toolkit "$v" \
+      "nvidia-container-toolkit-base (= $v), libnvidia-container-tools (>= $v)" "$dir" \
+      "$here/mirror/standin/nvidia-container-runtime-hook:/usr/bin/nvidia-container-runtime-hook"
+  done
+  build_deb nvidia-docker2 2.14.0-1 "nvidia-container-toolkit (>= 1.5.0)" "$dir" \
+    "$here/mirror/standin/nvidia-docker:/usr/bin/nvidia-docker"
+  (cd "$dir" && apt-ftparchive packages . >Packages && gzip -9kf Packages \
+    && apt-ftparchive -o APT::FTPArchive::Release::Origin="gpuhost stand-in" \
+      -o APT::FTPArchive::Release::Label="gpuhost stand-in" release . >Release)
+  sign_release "$dir" "$key"
+}
+
+# docker_repo CODENAME: Docker's layout, linux/debian/dists/CODENAME/stable/binary-ARCH
+docker_repo() {
+  local codename="$1" major version base="$out/linux/debian"
+  case "$codename" in bookworm) major=12 ;; trixie) major=13 ;; esac
+  version="5:${docker_upstream}-1~debian.${major}~${codename}"
+  local pool="$base/pool/stable/$codename"
+  build_deb docker-ce-cli "$version" "docker.io" "$pool"
+  build_deb containerd.io 1.7.25-1 "containerd | docker.io" "$pool"
+  build_deb docker-ce "$version" "docker.io, docker-ce-cli, containerd.io" "$pool"
+  build_deb docker-buildx-plugin 0.20.0-1~debian.${major}~${codename} "" "$pool"
+  build_deb docker-compose-plugin 2.32.4-1~debian.${major}~${codename} "" "$pool"
+  local dists="$base/dists/$codename"
+  mkdir -p "$dists/stable/binary-$arch"
+  (cd "$base" && apt-ftparchive packages "pool/stable/$codename" >"dists/$codename/stable/binary-$arch/Packages")
+  gzip -9kf "$dists/stable/binary-$arch/Packages"
+  apt-ftparchive \
+    -o APT::FTPArchive::Release::Origin="gpuhost stand-in" \
+    -o APT::FTPArchive::Release::Label="gpuhost stand-in" \
+    -o APT::FTPArchive::Release::Suite="$codename" \
+    -o APT::FTPArchive::Release::Codename="$codename" \
+    -o APT::FTPArchive::Release::Components=stable \
+    -o APT::FTPArchive::Release::Architectures="$arch" \
+    release "$dists" >"$work/Release"
+  mv "$work/Release" "$dists/Release"
+  sign_release "$dists" docker
+}
+
+build() {
+  log "building the stand-in mirror in $out"
+  rm -rf "$out.new"
+  local save="$out"
+  out="$out.new"
+  mkdir -p "$out/linux/debian" "$out/libnvidia-container" "$out/rogue/libnvidia-container"
+  cp "$keys/docker-standin.public.asc" "$out/linux/debian/gpg"
+  cp "$keys/nvidia-standin.public.asc" "$out/libnvidia-container/gpgkey"
+  docker_repo bookworm
+  docker_repo trixie
+  flat_repo "$out/libnvidia-container/stable" nvidia "${toolkit_stable[@]}"
+  flat_repo "$out/libnvidia-container/experimental" nvidia "${toolkit_experimental[@]}"
+  # A repository that serves NVIDIA's key but whose index another key signed.
+  cp "$keys/nvidia-standin.public.asc" "$out/rogue/libnvidia-container/gpgkey"
+  flat_repo "$out/rogue/libnvidia-container/stable" rogue "${toolkit_stable[@]}"
+  # Build stamp: the inputs' checksum, so an unchanged mirror is not rebuilt.
+  echo "$inputs_sum" >"$out/.inputs"
+  rm -rf "$save"
+  mv "$out" "$save"
+  out="$save"
+}
+
+inputs_sum="$(cat "$0" "$here"/mirror/standin/* "$keys"/*.asc | sha256sum | cut -d' ' -f1)"
+if [ -f "$out/.inputs" ] && [ "$(cat "$out/.inputs")" = "$inputs_sum" ]; then
+  log "stand-in mirror in $out is up to date"
+else
+  build
+fi
+
+if [ "$serve" -eq 1 ]; then
+  ensure_docker_engine
+  ensure_test_network
+  image="$(test_image_ref debian12)"
+  docker image inspect "$image" >/dev/null 2>&1 || "$here/build-images.sh" debian12
+  if docker container inspect "$GPUHOST_MIRROR_NAME" >/dev/null 2>&1; then
+    docker rm -f "$GPUHOST_MIRROR_NAME" >/dev/null
+  fi
+  docker run -d --name "$GPUHOST_MIRROR_NAME" --network "$GPUHOST_TEST_NETWORK" \
+    --network-alias "$GPUHOST_MIRROR_NAME" \
+    -v "$out:/srv/mirror:ro" "$image" \
+    python3 -m http.server 8080 --directory /srv/mirror >/dev/null
+  for _ in $(seq 1 30); do
+    if docker exec "$GPUHOST_MIRROR_NAME" python3 -c \
+      "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/libnvidia-container/gpgkey')" \
+      >/dev/null 2>&1; then
+      log "stand-in mirror serving at http://$GPUHOST_MIRROR_NAME:8080/ on network $GPUHOST_TEST_NETWORK"
+      exit 0
+    fi
+    sleep 1
+  done
+  docker logs "$GPUHOST_MIRROR_NAME" >&2 || true
+  die "the stand-in mirror did not answer"
+fi

@@ -1,0 +1,688 @@
+"""Tests for the apt_signing_key module.
+
+The stand-in keys under tests/harness/mirror/keys are real RSA keys made for the test mirror.
+Network tests only talk to an HTTP server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import hashlib
+import http.server
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+REPO = Path(__file__).resolve().parents[2]
+MODULES_DIR = REPO / "gpuhost_cli" / "ansible_plugins" / "modules"
+MODULE_PATH = MODULES_DIR / "apt_signing_key.py"
+KEYS = REPO / "tests" / "harness" / "mirror" / "keys"
+
+DOCKER_KEY = KEYS / "docker-standin.public.asc"
+NVIDIA_KEY = KEYS / "nvidia-standin.public.asc"
+ROGUE_KEY = KEYS / "rogue-standin.public.asc"
+DOCKER_SECRET = KEYS / "docker-standin.secret.asc"
+
+DOCKER_FPR = "D6B15F0668FD904394AB11FB2EB01246DC501FC6"
+NVIDIA_FPR = "494426F3C91F21FBB361113F8292C6FEF68A3170"
+ROGUE_FPR = "F85798B55BAD022111FF0E688D40BDF30532B5CB"
+
+GPG = shutil.which("gpg")
+ANSIBLE = Path(sys.executable).parent / "ansible"
+
+pytestmark = pytest.mark.skipif(GPG is None, reason="gpg is required for these tests")
+
+
+def _load_module():
+    spec = importlib.util.spec_from_file_location("apt_signing_key", MODULE_PATH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+ask = _load_module()
+
+
+# ---------------------------------------------------------------------------
+# Helpers and fixtures
+# ---------------------------------------------------------------------------
+
+def spaced(fpr, lower=False):
+    text = " ".join(fpr[i:i + 4] for i in range(0, 40, 4))
+    return text.lower() if lower else text
+
+
+def gpg_reference(args, data):
+    """Run gpg in its own throwaway home, independently of the module's helpers."""
+    home = tempfile.mkdtemp(prefix="test-gpg-")
+    try:
+        proc = subprocess.run(
+            [GPG, "--homedir", home, "--batch", "--quiet", "--no-autostart"] + args,
+            input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True,
+        )
+        return proc.stdout
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def reference_dearmor(path):
+    return gpg_reference(["--dearmor"], Path(path).read_bytes())
+
+
+def show_key_fingerprints(path):
+    out = gpg_reference(["--with-colons", "--show-keys", str(path)], b"").decode()
+    fprs, last = [], None
+    for line in out.splitlines():
+        fields = line.split(":")
+        if fields[0] == "fpr" and last == "pub":
+            fprs.append(fields[9])
+        if fields[0] in ("pub", "sub", "uid", "sec", "ssb"):
+            last = fields[0]
+    return fprs
+
+
+def gnupg_homes():
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), "apt-signing-key-*")))
+
+
+class ModuleExit(Exception):
+    def __init__(self, result):
+        super().__init__(result)
+        self.result = result
+
+
+class ModuleFail(Exception):
+    def __init__(self, result):
+        super().__init__(result.get("msg"))
+        self.result = result
+
+
+def _exit_json(self, **kwargs):
+    kwargs.setdefault("changed", False)
+    raise ModuleExit(kwargs)
+
+
+def _fail_json(self, msg, **kwargs):
+    kwargs["msg"] = msg
+    kwargs["failed"] = True
+    raise ModuleFail(kwargs)
+
+
+def run_module(args, check_mode=False, diff=False):
+    """Run the module's main() in-process; return the exit result or raise ModuleFail."""
+    args = dict(args)
+    if check_mode:
+        args["_ansible_check_mode"] = True
+    if diff:
+        args["_ansible_diff"] = True
+    with patch_module_args(args), \
+            mock.patch.object(basic.AnsibleModule, "exit_json", _exit_json), \
+            mock.patch.object(basic.AnsibleModule, "fail_json", _fail_json):
+        try:
+            ask.main()
+        except ModuleExit as e:
+            return e.result
+    raise AssertionError("the module returned without calling exit_json or fail_json")
+
+
+def fail_module(args, **kw):
+    with pytest.raises(ModuleFail) as excinfo:
+        run_module(args, **kw)
+    return excinfo.value.result
+
+
+@pytest.fixture(autouse=True)
+def _no_proxies(monkeypatch):
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def dest(tmp_path):
+    return tmp_path / "keyrings" / "vendor-keyring.gpg"
+
+
+@pytest.fixture
+def two_keys(tmp_path):
+    path = tmp_path / "two-keys.asc"
+    path.write_bytes(DOCKER_KEY.read_bytes() + ROGUE_KEY.read_bytes())
+    return path
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - signature fixed by the base class
+        pass
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory):
+    """Serve a directory of keys on 127.0.0.1 on an ephemeral port; yield its base URL."""
+    root = tmp_path_factory.mktemp("keyserver")
+    for key in (DOCKER_KEY, NVIDIA_KEY, ROGUE_KEY):
+        shutil.copy(key, root / key.name)
+    (root / "two-keys.asc").write_bytes(DOCKER_KEY.read_bytes() + ROGUE_KEY.read_bytes())
+    (root / "error-page.html").write_text("<html><body>Service unavailable</body></html>\n")
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield "http://127.0.0.1:%d" % server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def closed_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------
+# Pure functions
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [
+    DOCKER_FPR,
+    DOCKER_FPR.lower(),
+    spaced(DOCKER_FPR),
+    spaced(DOCKER_FPR, lower=True),
+    "  " + spaced(DOCKER_FPR) + "\n",
+])
+def test_normalize_fingerprint_accepts_spaces_and_case(value):
+    assert ask.normalize_fingerprint(value) == DOCKER_FPR
+
+
+@pytest.mark.parametrize("value", [
+    "",
+    "2EB01246DC501FC6",                 # long key ID
+    "DC501FC6",                         # short key ID
+    DOCKER_FPR[:-1],                    # 39 digits
+    DOCKER_FPR + "0",                   # 41 digits
+    "G" + DOCKER_FPR[1:],               # not hex
+    "0x" + DOCKER_FPR,
+    DOCKER_FPR[:20] + ":" + DOCKER_FPR[20:],
+])
+def test_normalize_fingerprint_rejects_malformed(value):
+    with pytest.raises(ask.SigningKeyError) as excinfo:
+        ask.normalize_fingerprint(value, "Docker's apt key (docker_apt_key_fingerprint)")
+    msg = excinfo.value.msg
+    assert msg.startswith("Docker's apt key (docker_apt_key_fingerprint): fingerprint ")
+    assert repr(value) in msg
+    assert "40 hexadecimal digits" in msg
+
+
+def test_parse_colon_listing_ignores_subkey_fingerprints():
+    listing = "\n".join([
+        "pub:-:4096:1:8D81803C0EBFCD88:1487788586:::-:::scSC::::::23::0:",
+        "fpr:::::::::9DC858229FC7DD38854AE2D88D81803C0EBFCD88:",
+        "uid:-::::1487788586::X::Docker Release (CE deb) <docker@docker.com>::::::::::0:",
+        "sub:-:4096:1:7EA0A9C3F273FCD8:1487791226:::-:::s::::::23:",
+        "fpr:::::::::D3306A018370199E527AE7997EA0A9C3F273FCD8:",
+        "pub:-:3072:1:8D40BDF30532B5CB:1795875133:1900000000::-:::scSC::::::23::0:",
+        "fpr:::::::::f85798b55bad022111ff0e688d40bdf30532b5cb:",
+    ])
+    keys = ask.parse_colon_listing(listing)
+    assert [k["fingerprint"] for k in keys] == [
+        "9DC858229FC7DD38854AE2D88D81803C0EBFCD88",
+        ROGUE_FPR,
+    ]
+    assert keys[0]["uids"] == ["Docker Release (CE deb) <docker@docker.com>"]
+    assert keys[0]["expires"] is None
+    assert keys[1]["expires"] == 1900000000
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("0644", 0o644), ("644", 0o644), ("0o644", 0o644), (0o644, 0o644), ("0444", 0o444), ("0600", 0o600),
+])
+def test_parse_mode_accepts(value, expected):
+    assert ask.parse_mode(value) == expected
+
+
+@pytest.mark.parametrize("value", ["0666", "0646", "4644", "1644", "rw-r--r--", "0999", "", True])
+def test_parse_mode_refuses(value):
+    with pytest.raises(ask.SigningKeyError):
+        ask.parse_mode(value)
+
+
+@pytest.mark.parametrize("path", [
+    "/etc/apt/trusted.gpg",
+    "/etc/apt/trusted.gpg.d/docker.gpg",
+    "/etc/apt/trusted.gpg.d/sub/dir/key.gpg",
+    "/etc/apt/../apt/trusted.gpg.d/docker.gpg",
+    "/etc/apt//trusted.gpg.d/./docker.asc",
+])
+def test_check_dest_refuses_global_trust(path):
+    with pytest.raises(ask.SigningKeyError) as excinfo:
+        ask.check_dest(path, "NVIDIA's apt key")
+    assert excinfo.value.msg.startswith("NVIDIA's apt key: refusing to write ")
+    assert "signed-by" in excinfo.value.msg
+
+
+def test_check_dest_refuses_symlink_into_trusted_gpg_d(tmp_path):
+    link = tmp_path / "sneaky.gpg"
+    link.symlink_to("/etc/apt/trusted.gpg.d/sneaky.gpg")
+    with pytest.raises(ask.SigningKeyError, match="refusing to write"):
+        ask.check_dest(str(link))
+
+
+@pytest.mark.parametrize("path", ["keyrings/docker.gpg", ""])
+def test_check_dest_requires_absolute_path(path):
+    with pytest.raises(ask.SigningKeyError, match="must be an absolute path"):
+        ask.check_dest(path)
+
+
+def test_check_dest_allows_usr_share_keyrings_and_similar_names():
+    assert ask.check_dest("/usr/share/keyrings/docker.gpg") == "/usr/share/keyrings/docker.gpg"
+    assert ask.check_dest("/etc/apt/keyrings/docker.gpg") == "/etc/apt/keyrings/docker.gpg"
+    assert ask.check_dest("/etc/apt/trusted.gpg.dx/k.gpg") == "/etc/apt/trusted.gpg.dx/k.gpg"
+
+
+def test_inspect_and_verify_returns_dearmored_keyring():
+    keyring, fprs, keys = ask.inspect_and_verify(GPG, NVIDIA_KEY.read_bytes(), NVIDIA_FPR)
+    assert fprs == [NVIDIA_FPR]
+    assert keyring == reference_dearmor(NVIDIA_KEY)
+    assert keys[0]["type"] == "pub"
+
+
+def test_inspect_and_verify_leaves_no_gnupg_home_behind():
+    before = gnupg_homes()
+    ask.inspect_and_verify(GPG, DOCKER_KEY.read_bytes(), DOCKER_FPR)
+    with pytest.raises(ask.SigningKeyError):
+        ask.inspect_and_verify(GPG, ROGUE_KEY.read_bytes(), DOCKER_FPR)
+    assert gnupg_homes() - before == set()
+
+
+def test_write_keyring_is_atomic_and_sets_mode(tmp_path):
+    target = tmp_path / "a" / "b" / "k.gpg"
+    ask.write_keyring(str(target), b"\x99keyring", 0o644)
+    assert target.read_bytes() == b"\x99keyring"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert stat.S_IMODE(target.parent.stat().st_mode) == 0o755
+    assert stat.S_IMODE(target.parent.parent.stat().st_mode) == 0o755
+    assert sorted(p.name for p in target.parent.iterdir()) == ["k.gpg"]
+
+
+# ---------------------------------------------------------------------------
+# The module, from a file on the host (src)
+# ---------------------------------------------------------------------------
+
+def test_src_writes_dearmored_keyring(dest):
+    before_homes = gnupg_homes()
+    result = run_module({"src": str(DOCKER_KEY), "fingerprint": DOCKER_FPR, "dest": str(dest)})
+
+    expected = reference_dearmor(DOCKER_KEY)
+    assert result["changed"] is True
+    assert result["dest"] == str(dest)
+    assert result["fingerprint"] == DOCKER_FPR
+    assert result["fingerprints"] == [DOCKER_FPR]
+    assert dest.read_bytes() == expected
+    assert result["sha256"] == hashlib.sha256(expected).hexdigest()
+    assert not dest.read_bytes().startswith(b"-----BEGIN")
+    assert show_key_fingerprints(dest) == [DOCKER_FPR]
+    st = dest.stat()
+    assert stat.S_IMODE(st.st_mode) == 0o644
+    assert stat.S_IMODE(dest.parent.stat().st_mode) == 0o755
+    if os.geteuid() == 0:
+        assert (st.st_uid, st.st_gid) == (0, 0)
+    assert sorted(p.name for p in dest.parent.iterdir()) == [dest.name]
+    assert gnupg_homes() - before_homes == set()
+
+
+def test_second_run_is_unchanged(dest):
+    args = {"src": str(DOCKER_KEY), "fingerprint": DOCKER_FPR, "dest": str(dest)}
+    assert run_module(args)["changed"] is True
+    mtime = dest.stat().st_mtime_ns
+    again = run_module(args)
+    assert again["changed"] is False
+    assert again["sha256"] == hashlib.sha256(dest.read_bytes()).hexdigest()
+    assert dest.stat().st_mtime_ns == mtime
+
+
+def test_fingerprint_with_spaces_and_lowercase_is_accepted(dest):
+    result = run_module({"src": str(NVIDIA_KEY), "fingerprint": spaced(NVIDIA_FPR, lower=True), "dest": str(dest)})
+    assert result["changed"] is True
+    assert result["fingerprint"] == NVIDIA_FPR
+    assert show_key_fingerprints(dest) == [NVIDIA_FPR]
+
+
+def test_wrong_fingerprint_fails_and_writes_nothing(dest):
+    label = "Docker's apt key (docker_apt_key_fingerprint)"
+    result = fail_module({"src": str(ROGUE_KEY), "fingerprint": DOCKER_FPR, "dest": str(dest), "label": label})
+    assert result["msg"] == (
+        "Docker's apt key (docker_apt_key_fingerprint): the key at %s has fingerprint %s, expected %s. "
+        "Nothing was written. If the vendor rotated its key, confirm the new fingerprint from the "
+        "vendor's documentation and set it." % (ROGUE_KEY, ROGUE_FPR, DOCKER_FPR)
+    )
+    assert result["fingerprints"] == [ROGUE_FPR]
+    assert result["fingerprint"] == DOCKER_FPR
+    assert not dest.exists()
+    assert not dest.parent.exists()
+
+
+def test_wrong_fingerprint_keeps_existing_keyring(dest):
+    run_module({"src": str(DOCKER_KEY), "fingerprint": DOCKER_FPR, "dest": str(dest)})
+    old = dest.read_bytes()
+    fail_module({"src": str(ROGUE_KEY), "fingerprint": DOCKER_FPR, "dest": str(dest)})
+    assert dest.read_bytes() == old
+
+
+@pytest.mark.parametrize("pinned", [DOCKER_FPR, ROGUE_FPR])
+def test_file_with_two_primary_keys_is_refused(two_keys, dest, pinned):
+    result = fail_module({"src": str(two_keys), "fingerprint": pinned, "dest": str(dest), "label": "Docker's apt key"})
+    assert result["msg"].startswith("Docker's apt key: the key file at %s contains 2 primary keys (%s, %s)"
+                                    % (two_keys, DOCKER_FPR, ROGUE_FPR))
+    assert "expected exactly one, with fingerprint %s" % pinned in result["msg"]
+    assert "Nothing was written." in result["msg"]
+    assert result["fingerprints"] == [DOCKER_FPR, ROGUE_FPR]
+    assert not dest.exists()
+
+
+def test_malformed_fingerprint_is_rejected_before_anything_else(dest):
+    result = fail_module({"src": "/nonexistent/key.asc", "fingerprint": "DC501FC6", "dest": str(dest)})
+    assert result["msg"] == (
+        "apt signing key: fingerprint 'DC501FC6' is not valid; expected the full fingerprint of the primary "
+        "key, 40 hexadecimal digits (spaces allowed, any case), for example "
+        "'9DC8 5822 9FC7 DD38 854A E2D8 8D81 803C 0EBF CD88'. Short or long key IDs are not accepted."
+    )
+    assert "fingerprint" not in result
+    assert not dest.exists()
+
+
+def test_garbage_key_file_is_rejected(tmp_path, dest):
+    garbage = tmp_path / "gpgkey"
+    garbage.write_text("<html><body>404 Not Found</body></html>\n")
+    result = fail_module({"src": str(garbage), "fingerprint": DOCKER_FPR, "dest": str(dest)})
+    assert result["msg"].startswith(
+        "apt signing key: the data at %s is not a readable OpenPGP public key (gpg: " % garbage)
+    assert "no valid OpenPGP data found" in result["msg"]
+    assert "Nothing was written." in result["msg"]
+    assert result["fingerprints"] == []
+    assert not dest.exists()
+
+
+def test_binary_garbage_after_a_key_is_rejected(tmp_path, dest):
+    corrupt = tmp_path / "corrupt.gpg"
+    corrupt.write_bytes(reference_dearmor(DOCKER_KEY) + b"trailing junk")
+    result = fail_module({"src": str(corrupt), "fingerprint": DOCKER_FPR, "dest": str(dest)})
+    assert "is not a readable OpenPGP public key" in result["msg"]
+    assert not dest.exists()
+
+
+def test_empty_key_file_is_rejected(tmp_path, dest):
+    empty = tmp_path / "empty.asc"
+    empty.write_bytes(b"")
+    result = fail_module({"src": str(empty), "fingerprint": DOCKER_FPR, "dest": str(dest)})
+    assert result["msg"] == "apt signing key: the key at %s is empty. Nothing was written." % empty
+
+
+def test_secret_key_is_refused(dest):
+    result = fail_module({"src": str(DOCKER_SECRET), "fingerprint": DOCKER_FPR, "dest": str(dest)})
+    assert "contains secret (private) key material" in result["msg"]
+    assert not dest.exists()
+
+
+def test_missing_src_fails_clearly(tmp_path, dest):
+    missing = tmp_path / "nope.asc"
+    result = fail_module({"src": str(missing), "fingerprint": DOCKER_FPR, "dest": str(dest)})
+    assert result["msg"] == "apt signing key: cannot read the key file %s: No such file or directory." % missing
+
+
+def test_binary_key_is_written_as_is(tmp_path, dest):
+    binary = tmp_path / "docker.gpg"
+    binary.write_bytes(reference_dearmor(DOCKER_KEY))
+    result = run_module({"src": str(binary), "fingerprint": DOCKER_FPR, "dest": str(dest)})
+    assert result["changed"] is True
+    assert dest.read_bytes() == binary.read_bytes()
+    # The armored form gives the same keyring, so it is not rewritten.
+    assert run_module({"src": str(DOCKER_KEY), "fingerprint": DOCKER_FPR, "dest": str(dest)})["changed"] is False
+
+
+def test_key_change_replaces_keyring(dest):
+    run_module({"src": str(DOCKER_KEY), "fingerprint": DOCKER_FPR, "dest": str(dest)})
+    result = run_module({"src": str(NVIDIA_KEY), "fingerprint": NVIDIA_FPR, "dest": str(dest)}, diff=True)
+    assert result["changed"] is True
+    assert show_key_fingerprints(dest) == [NVIDIA_FPR]
+    assert "fingerprint: %s" % DOCKER_FPR in result["diff"]["before"]
+    assert "fingerprint: %s" % NVIDIA_FPR in result["diff"]["after"]
+
+
+@pytest.mark.parametrize("path", ["/etc/apt/trusted.gpg", "/etc/apt/trusted.gpg.d/docker.gpg"])
+def test_global_trust_locations_are_refused(path):
+    with mock.patch.object(ask, "write_keyring") as write:
+        result = fail_module({"src": str(DOCKER_KEY), "fingerprint": DOCKER_FPR, "dest": path})
+    write.assert_not_called()
+    assert result["msg"] == (
+        "apt signing key: refusing to write %s: keys in /etc/apt/trusted.gpg or /etc/apt/trusted.gpg.d/ are "
+        "trusted for every repository. Write the keyring elsewhere (for example under /usr/share/keyrings/) "
+        "and reference it with signed-by= in the apt source." % path
+    )
+
+
+def test_writable_mode_is_refused(dest):
+    result = fail_module({"src": str(DOCKER_KEY), "fingerprint": DOCKER_FPR, "dest": str(dest), "mode": "0666"})
+    assert "mode 0666 is refused" in result["msg"]
+    assert not dest.exists()
+
+
+def test_mode_drift_is_corrected(dest):
+    args = {"src": str(DOCKER_KEY), "fingerprint": DOCKER_FPR, "dest": str(dest)}
+    run_module(args)
+    os.chmod(dest, 0o600)
+    result = run_module(args, diff=True)
+    assert result["changed"] is True
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o644
+    assert "mode: 0600" in result["diff"]["before"]
+    assert "mode: 0644" in result["diff"]["after"]
+    assert run_module(args)["changed"] is False
+
+
+def test_custom_mode(dest):
+    run_module({"src": str(DOCKER_KEY), "fingerprint": DOCKER_FPR, "dest": str(dest), "mode": "0444"})
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o444
+
+
+def test_missing_gpg_fails_with_install_hint(dest):
+    with mock.patch.object(basic.AnsibleModule, "get_bin_path", return_value=None):
+        result = fail_module({"src": str(DOCKER_KEY), "fingerprint": DOCKER_FPR, "dest": str(dest), "label": "Docker"})
+    assert result["msg"] == (
+        "Docker: the gpg program was not found on this host; install gnupg first (apt-get install gnupg)."
+    )
+
+
+def test_url_and_src_are_mutually_exclusive(dest):
+    result = fail_module({"src": str(DOCKER_KEY), "url": "http://127.0.0.1:9/k", "fingerprint": DOCKER_FPR,
+                          "dest": str(dest)})
+    assert "mutually exclusive" in result["msg"]
+    result = fail_module({"fingerprint": DOCKER_FPR, "dest": str(dest)})
+    assert "one of the following is required" in result["msg"]
+
+
+# ---------------------------------------------------------------------------
+# Check mode and diff
+# ---------------------------------------------------------------------------
+
+def test_check_mode_reports_change_and_writes_nothing(dest):
+    args = {"src": str(DOCKER_KEY), "fingerprint": DOCKER_FPR, "dest": str(dest)}
+    result = run_module(args, check_mode=True, diff=True)
+    assert result["changed"] is True
+    assert result["sha256"] == hashlib.sha256(reference_dearmor(DOCKER_KEY)).hexdigest()
+    assert not dest.exists()
+    assert not dest.parent.exists()
+    assert result["diff"]["before"] == ""
+    assert result["diff"]["before_header"] == str(dest)
+    assert result["diff"]["after_header"] == str(dest)
+    assert result["diff"]["after"].startswith(
+        "fingerprint: %s\nsha256: %s\n" % (DOCKER_FPR, result["sha256"]))
+
+
+def test_check_mode_keeps_existing_different_keyring(dest):
+    run_module({"src": str(DOCKER_KEY), "fingerprint": DOCKER_FPR, "dest": str(dest)})
+    old = dest.read_bytes()
+    result = run_module({"src": str(NVIDIA_KEY), "fingerprint": NVIDIA_FPR, "dest": str(dest)}, check_mode=True)
+    assert result["changed"] is True
+    assert dest.read_bytes() == old
+
+
+def test_check_mode_unchanged_when_identical(dest):
+    args = {"src": str(DOCKER_KEY), "fingerprint": DOCKER_FPR, "dest": str(dest)}
+    run_module(args)
+    assert run_module(args, check_mode=True)["changed"] is False
+
+
+def test_check_mode_still_fails_on_fingerprint_mismatch(dest):
+    result = fail_module({"src": str(ROGUE_KEY), "fingerprint": DOCKER_FPR, "dest": str(dest)}, check_mode=True)
+    assert "has fingerprint %s, expected %s" % (ROGUE_FPR, DOCKER_FPR) in result["msg"]
+    assert not dest.exists()
+
+
+def test_no_diff_key_without_diff_mode(dest):
+    result = run_module({"src": str(DOCKER_KEY), "fingerprint": DOCKER_FPR, "dest": str(dest)})
+    assert "diff" not in result
+
+
+# ---------------------------------------------------------------------------
+# Downloading (url), against a loopback server
+# ---------------------------------------------------------------------------
+
+def test_url_writes_keyring(mirror, dest):
+    url = mirror + "/" + NVIDIA_KEY.name
+    result = run_module({"url": url, "fingerprint": NVIDIA_FPR, "dest": str(dest)})
+    assert result["changed"] is True
+    assert result["fingerprints"] == [NVIDIA_FPR]
+    assert dest.read_bytes() == reference_dearmor(NVIDIA_KEY)
+    assert run_module({"url": url, "fingerprint": NVIDIA_FPR, "dest": str(dest)})["changed"] is False
+
+
+def test_url_mismatch_names_the_url(mirror, dest):
+    url = mirror + "/" + ROGUE_KEY.name
+    result = fail_module({"url": url, "fingerprint": NVIDIA_FPR, "dest": str(dest),
+                          "label": "NVIDIA's apt key (nvidia_container_toolkit_key_fingerprint)"})
+    assert result["msg"].startswith(
+        "NVIDIA's apt key (nvidia_container_toolkit_key_fingerprint): the key at %s has fingerprint %s, "
+        "expected %s. Nothing was written." % (url, ROGUE_FPR, NVIDIA_FPR))
+    assert not dest.exists()
+
+
+def test_url_with_two_keys_is_refused(mirror, dest):
+    url = mirror + "/two-keys.asc"
+    result = fail_module({"url": url, "fingerprint": DOCKER_FPR, "dest": str(dest)})
+    assert "the key file at %s contains 2 primary keys" % url in result["msg"]
+    assert not dest.exists()
+
+
+def test_url_error_page_is_rejected(mirror, dest):
+    url = mirror + "/error-page.html"
+    result = fail_module({"url": url, "fingerprint": DOCKER_FPR, "dest": str(dest)})
+    assert "the data at %s is not a readable OpenPGP public key" % url in result["msg"]
+
+
+def test_url_404_fails_naming_url_and_status(mirror, dest):
+    url = mirror + "/missing.gpg"
+    result = fail_module({"url": url, "fingerprint": DOCKER_FPR, "dest": str(dest)})
+    assert result["msg"].startswith("apt signing key: could not download the key from %s (HTTP status 404: " % url)
+    assert result["msg"] == (
+        "apt signing key: could not download the key from %s (HTTP status 404: File not found). "
+        "Nothing was written." % url)
+    assert not dest.exists()
+
+
+def test_url_connection_refused_fails_naming_url(dest):
+    url = "http://127.0.0.1:%d/gpgkey" % closed_port()
+    result = fail_module({"url": url, "fingerprint": DOCKER_FPR, "dest": str(dest), "timeout": 5})
+    assert result["msg"].startswith("apt signing key: could not download the key from %s (connection failed: " % url)
+    assert "refused" in result["msg"].lower()
+    assert not dest.exists()
+
+
+def test_url_check_mode_downloads_and_verifies_but_writes_nothing(mirror, dest):
+    url = mirror + "/" + DOCKER_KEY.name
+    result = run_module({"url": url, "fingerprint": DOCKER_FPR, "dest": str(dest)}, check_mode=True)
+    assert result["changed"] is True
+    assert result["fingerprints"] == [DOCKER_FPR]
+    assert not dest.exists()
+
+
+# ---------------------------------------------------------------------------
+# Through Ansible itself
+# ---------------------------------------------------------------------------
+
+def run_ansible(args, tmp_path, *extra):
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("ANSIBLE_")}
+    env.update(
+        ANSIBLE_HOME=str(tmp_path / "ansible-home"),
+        ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"),
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+        ANSIBLE_STDOUT_CALLBACK="json",
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+    )
+    proc = subprocess.run(
+        [str(ANSIBLE), "localhost", "-m", "apt_signing_key", "-a", json.dumps(args), "-M", str(MODULES_DIR)]
+        + list(extra),
+        cwd=str(REPO), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120,
+    )
+    try:
+        report = json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError("ansible printed no JSON (rc=%s)\nstdout:\n%s\nstderr:\n%s"
+                             % (proc.returncode, proc.stdout, proc.stderr))
+    return proc.returncode, report["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+
+ansible_cli = pytest.mark.skipif(not ANSIBLE.exists(), reason="ansible CLI not installed next to the interpreter")
+
+
+@ansible_cli
+def test_through_ansible_check_then_apply(mirror, tmp_path):
+    dest = tmp_path / "usr" / "share" / "keyrings" / "docker.gpg"
+    args = {"url": mirror + "/" + DOCKER_KEY.name, "fingerprint": spaced(DOCKER_FPR, lower=True),
+            "dest": str(dest), "label": "Docker's apt key (docker_apt_key_fingerprint)"}
+
+    rc, host = run_ansible(args, tmp_path, "--check", "--diff")
+    assert rc == 0, host
+    assert host["changed"] is True
+    assert host["fingerprint"] == DOCKER_FPR
+    assert not dest.exists()
+
+    rc, host = run_ansible(args, tmp_path)
+    assert rc == 0, host
+    assert host["changed"] is True
+    assert host["fingerprints"] == [DOCKER_FPR]
+    assert dest.read_bytes() == reference_dearmor(DOCKER_KEY)
+    assert host["sha256"] == hashlib.sha256(dest.read_bytes()).hexdigest()
+
+    rc, host = run_ansible(args, tmp_path)
+    assert rc == 0, host
+    assert host["changed"] is False
+
+
+@ansible_cli
+def test_through_ansible_mismatch_fails(tmp_path):
+    dest = tmp_path / "keyrings" / "nvidia.gpg"
+    args = {"src": str(ROGUE_KEY), "fingerprint": NVIDIA_FPR, "dest": str(dest), "label": "NVIDIA's apt key"}
+    for extra in (("--check",), ()):
+        rc, host = run_ansible(args, tmp_path, *extra)
+        assert rc != 0
+        assert host["failed"] is True
+        assert host["msg"].startswith("NVIDIA's apt key: the key at %s has fingerprint %s, expected %s."
+                                      % (ROGUE_KEY, ROGUE_FPR, NVIDIA_FPR))
+        assert host["fingerprints"] == [ROGUE_FPR]
+        assert not dest.exists()
