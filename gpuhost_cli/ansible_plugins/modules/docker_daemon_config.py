@@ -83,7 +83,8 @@ options:
         drop-in with the same name, the one listed first wins. A path ending
         in C(.conf) is treated as a single drop-in.
       - An empty C(ExecStart=) resets the commands collected so far, and lines
-        continued with a trailing backslash are joined.
+        continued with a trailing backslash are joined. C($VAR) and C(${VAR})
+        are expanded from C(Environment=) and C(EnvironmentFile=).
     type: list
     elements: path
     default:
@@ -121,8 +122,10 @@ notes:
     needs a restart. It is V(false) when nothing changed.
   - C(features) is deliberately treated as needing a restart because several
     feature flags are only read when dockerd starts.
-  - Flags hidden in environment variables (for example C($DOCKER_OPTS) from an
-    C(EnvironmentFile)) are not expanded and therefore not checked.
+  - Flags passed through variables (for example C($DOCKER_OPTS) from Debian's
+    C(EnvironmentFile=-/etc/default/docker)) are found by reading the unit's
+    C(Environment=) and C(EnvironmentFile=) settings; the conflict message then
+    names the file that holds the flag.
 """
 
 EXAMPLES = r"""
@@ -212,7 +215,11 @@ diff:
   description: The file text before and after, in diff mode.
   returned: in diff mode
   type: dict
-  sample: {"before": "{}\n", "after": "{\n    \"debug\": true\n}\n", "before_header": "/etc/docker/daemon.json", "after_header": "/etc/docker/daemon.json"}
+  sample:
+    before: "{}\n"
+    after: "{\n    \"debug\": true\n}\n"
+    before_header: /etc/docker/daemon.json
+    after_header: /etc/docker/daemon.json
 """
 
 import copy
@@ -508,12 +515,12 @@ def changed_keys(before, after):
     return sorted(result)
 
 
-def classify_reload(keys):
-    """True when every key in ``keys`` is applied by a dockerd reload (SIGHUP).
+def classify_reload(changed_keys):  # pylint: disable=redefined-outer-name
+    """True when every key in ``changed_keys`` is applied by a dockerd reload (SIGHUP).
 
     An empty list gives ``False``: nothing to apply.
     """
-    keys = list(keys)
+    keys = list(changed_keys)
     if not keys:
         return False
     return all(key in RELOADABLE_KEYS for key in keys)
@@ -712,15 +719,8 @@ def validate_config(config, allow_insecure=False):
 # systemd unit scanning
 # ---------------------------------------------------------------------------
 
-def exec_start_entries(text):
-    """``ExecStart=`` values of the [Service] section, in order.
-
-    An empty ``ExecStart=`` is returned as ``None`` (it resets the list).
-    Lines ending in a backslash are joined with the next one; comment lines
-    inside a continuation are skipped.
-    """
-    entries = []
-    section = None
+def _logical_lines(text):
+    """Lines of a unit file with backslash continuations joined and comments dropped."""
     logical = []
     pending = None
     for raw in text.splitlines():
@@ -740,19 +740,37 @@ def exec_start_entries(text):
         pending = None
     if pending is not None:
         logical.append(pending)
+    return logical
 
-    for line in logical:
+
+SERVICE_DIRECTIVES = ('ExecStart', 'Environment', 'EnvironmentFile')
+
+
+def service_directives(text):
+    """``[(key, value), ...]`` for ExecStart, Environment and EnvironmentFile of [Service]."""
+    directives = []
+    section = None
+    for line in _logical_lines(text):
         if line.startswith('[') and line.endswith(']'):
             section = line[1:-1].strip()
             continue
         if section != 'Service' or '=' not in line:
             continue
         key, value = line.split('=', 1)
-        if key.strip() != 'ExecStart':
-            continue
-        value = value.strip()
-        entries.append(value if value else None)
-    return entries
+        key = key.strip()
+        if key in SERVICE_DIRECTIVES:
+            directives.append((key, value.strip()))
+    return directives
+
+
+def exec_start_entries(text):
+    """``ExecStart=`` values of the [Service] section, in order.
+
+    An empty ``ExecStart=`` is returned as ``None`` (it resets the list).
+    Lines ending in a backslash are joined with the next one; comment lines
+    inside a continuation are skipped.
+    """
+    return [value or None for key, value in service_directives(text) if key == 'ExecStart']
 
 
 def unit_files(unit_paths):
@@ -779,21 +797,110 @@ def unit_files(unit_paths):
     return files
 
 
-def effective_exec_start(unit_paths):
-    """``[(file, command line), ...]`` of the ExecStart lines systemd would use."""
+def _is_var_name(name):
+    return bool(name) and (name[0].isalpha() or name[0] == '_') and \
+        all(c.isalnum() or c == '_' for c in name)
+
+
+def parse_assignments(text):
+    """``{name: value}`` from an ``Environment=`` value (``A=1 "B=two words"``)."""
+    result = {}
+    for word in _split_command(text):
+        name, sep, value = word.partition('=')
+        if sep and _is_var_name(name):
+            result[name] = value
+    return result
+
+
+def read_environment_file(path):
+    """``{name: value}`` from a systemd EnvironmentFile (shell-style ``export`` tolerated)."""
+    try:
+        with open(path, 'rb') as handle:
+            text = handle.read().decode('utf-8', 'replace')
+    except OSError:
+        return {}
+    result = {}
+    for line in _logical_lines(text):
+        if line.startswith('export '):
+            line = line[len('export '):].strip()
+        name, sep, value = line.partition('=')
+        name = name.strip()
+        if not sep or not _is_var_name(name):
+            continue
+        try:
+            value = ' '.join(shlex.split(value, comments=True))
+        except ValueError:
+            value = value.strip()
+        result[name] = value
+    return result
+
+
+def effective_service(unit_paths):
+    """What systemd would use: ``(commands, environment)``.
+
+    ``commands`` is ``[(file, command line), ...]`` of the effective ExecStart
+    lines; ``environment`` maps variable names to ``(value, file it came from)``
+    (``Environment=`` first, then ``EnvironmentFile=`` files, which win).
+    """
     commands = []
+    assignments = []
+    env_files = []
     for path in unit_files(unit_paths):
         try:
             with open(path, 'rb') as handle:
                 text = handle.read().decode('utf-8', 'replace')
         except OSError:
             continue
-        for entry in exec_start_entries(text):
-            if entry is None:
-                commands = []
-            else:
-                commands.append((path, entry))
-    return commands
+        for key, value in service_directives(text):
+            if key == 'ExecStart':
+                if value:
+                    commands.append((path, value))
+                else:
+                    commands = []
+            elif key == 'Environment':
+                if value:
+                    assignments.append((path, value))
+                else:
+                    assignments = []
+            elif key == 'EnvironmentFile':
+                if value:
+                    env_files.append(value.lstrip('-'))
+                else:
+                    env_files = []
+    environment = {}
+    for path, value in assignments:
+        for name, var_value in parse_assignments(value).items():
+            environment[name] = (var_value, path)
+    for env_file in env_files:
+        for name, var_value in read_environment_file(env_file).items():
+            environment[name] = (var_value, env_file)
+    return commands, environment
+
+
+def effective_exec_start(unit_paths):
+    """``[(file, command line), ...]`` of the ExecStart lines systemd would use."""
+    return effective_service(unit_paths)[0]
+
+
+def referenced_variables(command):
+    """Names of ``$NAME`` and ``${NAME}`` references in a command line, in order."""
+    names = []
+    index = 0
+    while True:
+        index = command.find('$', index)
+        if index < 0 or index + 1 >= len(command):
+            return names
+        index += 1
+        if command[index] == '{':
+            close = command.find('}', index)
+            name = command[index + 1:close] if close > 0 else ''
+        else:
+            end = index
+            while end < len(command) and (command[end].isalnum() or command[end] == '_'):
+                end += 1
+            name = command[index:end]
+        if _is_var_name(name) and name not in names:
+            names.append(name)
 
 
 def _split_command(command):
@@ -825,8 +932,12 @@ def dockerd_flags(command):
     if start is None:
         return None
 
+    return parse_flags(tokens[start:])
+
+
+def parse_flags(args):
+    """``[(flag as written, name, value or None), ...]`` from dockerd arguments."""
     flags = []
-    args = tokens[start:]
     index = 0
     while index < len(args):
         token = args[index]
@@ -877,41 +988,57 @@ def _has_key_path(config, key_path):
     return True
 
 
+def _conflict_message(key, flag, where, via, reload_units):
+    location = '%s (%s)' % (where, via) if via else where
+    remedy = ' (then systemctl daemon-reload)' if reload_units else ''
+    return ("docker_daemon: '%s' is set in daemon.json and as flag '%s' in %s; dockerd refuses to "
+            'start when an option is given both ways. Remove the flag from %s%s or drop the key.'
+            % (key, flag, location, where, remedy))
+
+
 def find_conflicts(config, unit_paths):
     """Keys of ``config`` that the unit also passes to dockerd as flags.
 
+    Flags inside ``$VAR``/``${VAR}`` are found through the unit's
+    ``Environment=`` and ``EnvironmentFile=`` settings.
+
     Returns ``(conflicts, config_files)``: conflicts as dicts with ``key``,
-    ``flag``, ``unit_file`` and ``message``; ``config_files`` the values of any
-    ``--config-file`` flags seen as ``(value, unit_file)``.
+    ``flag``, ``unit_file`` (where the flag is written) and ``message``;
+    ``config_files`` the values of any ``--config-file`` flags seen as
+    ``(value, file)``.
     """
     conflicts = []
     config_files = []
     seen = set()
-    for unit_file, command in effective_exec_start(unit_paths):
+    units = set(unit_files(unit_paths))
+    commands, environment = effective_service(unit_paths)
+    for unit_file, command in commands:
         flags = dockerd_flags(command)
-        if not flags:
+        if flags is None:
             continue
-        for written, name, value in flags:
-            if name == 'config-file' and value:
-                config_files.append((value, unit_file))
-            for key_path in flag_keys(name):
-                if not _has_key_path(config, key_path):
-                    continue
-                key = '.'.join(key_path)
-                marker = (key, written, unit_file)
-                if marker in seen:
-                    continue
-                seen.add(marker)
-                conflicts.append({
-                    'key': key,
-                    'flag': written,
-                    'unit_file': unit_file,
-                    'message': (
-                        "docker_daemon: '%s' is set in daemon.json and as flag '%s' in %s; dockerd "
-                        'refuses to start when an option is given both ways. Remove the flag from %s '
-                        '(then systemctl daemon-reload) or drop the key.'
-                        % (key, written, unit_file, unit_file)),
-                })
+        sources = [(flags, unit_file, None)]
+        for name in referenced_variables(command):
+            if name in environment:
+                value, origin = environment[name]
+                sources.append((parse_flags(_split_command(value)), origin, '$' + name))
+        for source_flags, where, via in sources:
+            for written, name, value in source_flags:
+                if name == 'config-file' and value:
+                    config_files.append((value, where))
+                for key_path in flag_keys(name):
+                    if not _has_key_path(config, key_path):
+                        continue
+                    key = '.'.join(key_path)
+                    marker = (key, written, where)
+                    if marker in seen:
+                        continue
+                    seen.add(marker)
+                    conflicts.append({
+                        'key': key,
+                        'flag': written,
+                        'unit_file': where,
+                        'message': _conflict_message(key, written, where, via, where in units),
+                    })
     return conflicts, config_files
 
 
@@ -1179,6 +1306,8 @@ def main():
         )
     except DaemonConfigError as exc:
         module.fail_json(msg=exc.msg, path=params['path'], **exc.details)
+    except (OSError, subprocess.SubprocessError) as exc:
+        module.fail_json(msg='docker_daemon: %s failed: %s' % (params['path'], exc), path=params['path'])
 
     for warning in result.pop('warnings'):
         module.warn(warning)

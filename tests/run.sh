@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The full test suite: what CI runs, and what a developer runs before a change lands.
+#
+#   bash tests/run.sh            lint, unit tests, every Molecule scenario
+#   bash tests/run.sh --fast     lint and unit tests only
+#   GPUHOST_SCENARIOS="default" bash tests/run.sh    a subset of scenarios
+#
+# Sets up what it needs on a fresh Debian machine: the Docker engine (Debian's docker.io,
+# started when not running), debootstrap, a Python virtual environment with the test
+# dependencies, the test-host images and the stand-in mirror (both built once, reused).
+set -euo pipefail
+
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$repo"
+# shellcheck source=tests/harness/common.sh
+source tests/harness/common.sh
+
+fast=0
+[ "${1:-}" = "--fast" ] && fast=1
+scenarios="${GPUHOST_SCENARIOS:-default bad-input}"
+
+step() { printf '\n=== %s ===\n' "$*"; }
+
+step "Python environment"
+bash tests/harness/setup-venv.sh
+# shellcheck disable=SC1091
+source .venv/bin/activate
+
+step "Lint: yamllint and ansible-lint (production profile)"
+yamllint --strict .
+ansible-lint
+
+step "Unit tests (pytest)"
+pytest
+
+[ "$fast" -eq 1 ] && exit 0
+
+step "Test hosts and the stand-in mirror"
+ensure_docker_engine
+bash tests/harness/build-images.sh
+bash tests/harness/build-mirror.sh --serve
+
+passed=0
+failed=0
+for scenario in $scenarios; do
+  step "Molecule scenario: $scenario"
+  start=$(date +%s)
+  if molecule test -s "$scenario"; then
+    echo "scenario $scenario: passed in $(( $(date +%s) - start )) s"
+    passed=$((passed + 1))
+  else
+    echo "scenario $scenario: FAILED after $(( $(date +%s) - start )) s"
+    failed=$((failed + 1))
+  fi
+done
+echo "molecule: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
