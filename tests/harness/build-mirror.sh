@@ -69,7 +69,8 @@ build_deb() {
     chmod 0755 "$root$dst"
   done
   mkdir -p "$dest"
-  dpkg-deb --root-owner-group -Zxz -b "$root" "$dest/${name}_${version//:/%3a}_${arch}.deb" >/dev/null
+  # File names carry no epoch, as in Docker's pool.
+  dpkg-deb --root-owner-group -Zxz -b "$root" "$dest/${name}_${version#*:}_${arch}.deb" >/dev/null
 }
 
 # sign_release DIR KEY: write Release.gpg and InRelease next to DIR/Release.
@@ -105,15 +106,92 @@ flat_repo() {
   sign_release "$dir" "$key"
 }
 
-# docker_repo CODENAME: Docker's layout, linux/debian/dists/CODENAME/stable/binary-ARCH
+# fetch_debian_debs CODENAME PACKAGE...: Debian's own .debs for CODENAME, downloaded once
+# inside that release's test-host image and kept in the cache.
+fetch_debian_debs() {
+  local codename="$1" name
+  shift
+  local dir="$GPUHOST_TEST_CACHE/debian-debs/$codename"
+  mkdir -p "$dir"
+  local missing=()
+  for name in "$@"; do
+    compgen -G "$dir/${name}_*.deb" >/dev/null || missing+=("$name")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  case "$codename" in bookworm) name=debian12 ;; trixie) name=debian13 ;; esac
+  local image
+  image="$(test_image_ref "$name")"
+  docker image inspect "$image" >/dev/null 2>&1 || "$here/build-images.sh" "$name"
+  log "downloading ${missing[*]} for $codename"
+  docker run --rm -v "$dir:/dl" "$image" \
+    bash -c "apt-get update -qq && cd /dl && apt-get download -qq ${missing[*]}" >/dev/null
+}
+
+# repack_deb SOURCE_DEB NAME VERSION DEST DEPENDS CONFLICTS: Debian's package under the
+# upstream name, so Docker's package names install a daemon that really runs.
+repack_deb() {
+  local src="$1" name="$2" version="$3" dest="$4" depends="$5" conflicts="$6"
+  local root="$work/repack/$name"
+  rm -rf "$root"
+  mkdir -p "$(dirname "$root")"
+  dpkg-deb -R "$src" "$root"
+  python3 - "$root/DEBIAN/control" "$name" "$version" "$depends" "$conflicts" <<'PY'
+import sys
+path, name, version, extra_depends, conflicts = sys.argv[1:]
+fields, key = {}, None
+for line in open(path, encoding="utf-8").read().splitlines():
+    if line.startswith((" ", "\t")) and key:
+        fields[key] += "\n" + line
+    else:
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+for drop in ("Source", "Conflicts", "Breaks", "Replaces", "Provides", "Recommends", "Suggests", "Built-Using"):
+    fields.pop(drop, None)
+fields["Package"] = name
+fields["Version"] = version
+fields["Maintainer"] = "gpuhost tests <tests@gpuhost.invalid>"
+deps = [d for d in [fields.get("Depends", ""), extra_depends] if d]
+if deps:
+    fields["Depends"] = ", ".join(deps)
+if conflicts:
+    fields["Conflicts"] = conflicts
+    fields["Replaces"] = conflicts
+fields["Description"] = (
+    f"STAND-IN for {name}, built for gpuhost's tests\n"
+    " Debian's own package under Docker's package name; not Docker's build."
+)
+with open(path, "w", encoding="utf-8") as out:
+    for k, v in fields.items():
+        out.write(f"{k}: {v}\n")
+PY
+  mkdir -p "$root/usr/share/doc/$name"
+  echo "STAND-IN package built for gpuhost's tests: $name $version (Debian's $(basename "$src"))" \
+    >"$root/usr/share/doc/$name/STAND-IN"
+  mkdir -p "$dest"
+  # File names carry no epoch, as in Docker's pool.
+  dpkg-deb --root-owner-group -Zxz -b "$root" "$dest/${name}_${version#*:}_${arch}.deb" >/dev/null
+}
+
+# docker_repo CODENAME: Docker's layout, linux/debian/dists/CODENAME/stable/binary-ARCH.
+# docker-ce is Debian's docker.io repacked (Debian's docker.io conflicts with docker-ce, so
+# it cannot simply depend on it); on trixie, where the client is its own package,
+# docker-ce-cli is Debian's docker-cli repacked.
 docker_repo() {
   local codename="$1" major version base="$out/linux/debian"
   case "$codename" in bookworm) major=12 ;; trixie) major=13 ;; esac
   version="5:${docker_upstream}-1~debian.${major}~${codename}"
   local pool="$base/pool/stable/$codename"
-  build_deb docker-ce-cli "$version" "docker.io" "$pool"
-  build_deb containerd.io 1.7.25-1 "containerd | docker.io" "$pool"
-  build_deb docker-ce "$version" "docker.io, docker-ce-cli, containerd.io" "$pool"
+  local debs="$GPUHOST_TEST_CACHE/debian-debs/$codename"
+  if [ "$codename" = trixie ]; then
+    fetch_debian_debs "$codename" docker.io docker-cli
+    repack_deb "$(ls "$debs"/docker-cli_*.deb | head -n1)" docker-ce-cli "$version" "$pool" "" "docker-cli"
+  else
+    fetch_debian_debs "$codename" docker.io
+    build_deb docker-ce-cli "$version" "" "$pool"
+  fi
+  repack_deb "$(ls "$debs"/docker.io_*.deb | head -n1)" docker-ce "$version" "$pool" \
+    "docker-ce-cli (= $version), containerd.io" "docker.io, docker-engine"
+  build_deb containerd.io 1.7.25-1 "containerd" "$pool"
   build_deb docker-buildx-plugin 0.20.0-1~debian.${major}~${codename} "" "$pool"
   build_deb docker-compose-plugin 2.32.4-1~debian.${major}~${codename} "" "$pool"
   local dists="$base/dists/$codename"

@@ -1,0 +1,53 @@
+"""The roles' README variable tables are generated from their argument specs and current."""
+
+from pathlib import Path
+
+import pytest
+
+from gpuhost_cli import role_docs
+
+ROLES = Path(__file__).resolve().parents[2] / "roles"
+
+
+def test_every_role_has_a_readme_with_a_current_table():
+    pairs = role_docs.role_readmes(ROLES)
+    assert {readme.parent.name for readme, _ in pairs} >= {
+        "docker", "nvidia_container_toolkit", "docker_users", "docker_daemon", "apt_source"}
+    for readme, spec in pairs:
+        text = readme.read_text(encoding="utf-8")
+        assert role_docs.render(text, role_docs.variables_table(spec)) == text, (
+            f"{readme} is stale: run python -m gpuhost_cli.role_docs")
+
+
+def test_table_lists_every_option_with_type_and_default(tmp_path):
+    spec = tmp_path / "argument_specs.yml"
+    spec.write_text(
+        "argument_specs:\n  main:\n    options:\n"
+        "      demo_list:\n        type: list\n        elements: str\n        default: [a]\n"
+        "        description: A | list.\n"
+        "      demo_choice:\n        type: str\n        choices: [x, y]\n        required: true\n",
+        encoding="utf-8")
+    table = role_docs.variables_table(spec)
+    assert "| `demo_list` | list of str | `[\"a\"]` | A \\| list. |" in table
+    assert "| `demo_choice` | str (`x`, `y`) | *required* |  |" in table
+
+
+def test_render_replaces_only_between_markers():
+    text = f"head\n{role_docs.BEGIN}\nold\n{role_docs.END}\ntail\n"
+    assert role_docs.render(text, "new") == f"head\n{role_docs.BEGIN}\nnew\n{role_docs.END}\ntail\n"
+    with pytest.raises(ValueError):
+        role_docs.render("no markers", "new")
+
+
+def test_check_mode_reports_a_stale_table(tmp_path):
+    role = tmp_path / "demo" / "meta"
+    role.mkdir(parents=True)
+    (role / "argument_specs.yml").write_text(
+        "argument_specs:\n  main:\n    options:\n      demo_x:\n        type: int\n        default: 1\n",
+        encoding="utf-8")
+    readme = tmp_path / "demo" / "README.md"
+    readme.write_text(f"# demo\n{role_docs.BEGIN}\n{role_docs.END}\n", encoding="utf-8")
+    assert role_docs.main(["--roles", str(tmp_path), "--check"]) == 1
+    assert role_docs.main(["--roles", str(tmp_path)]) == 0
+    assert "`demo_x`" in readme.read_text(encoding="utf-8")
+    assert role_docs.main(["--roles", str(tmp_path), "--check"]) == 0
