@@ -32,7 +32,7 @@ serve=0
 [ "${1:-}" = "--serve" ] && serve=1
 
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+trap 'gpgconf --homedir "$work/gnupg" --kill gpg-agent 2>/dev/null || true; rm -rf "$work"' EXIT
 export GNUPGHOME="$work/gnupg"
 mkdir -m 0700 "$GNUPGHOME"
 for k in docker nvidia rogue; do
@@ -168,8 +168,8 @@ PY
   echo "STAND-IN package built for gpuhost's tests: $name $version (Debian's $(basename "$src"))" \
     >"$root/usr/share/doc/$name/STAND-IN"
   mkdir -p "$dest"
-  # File names carry no epoch, as in Docker's pool.
-  dpkg-deb --root-owner-group -Zxz -b "$root" "$dest/${name}_${version#*:}_${arch}.deb" >/dev/null
+  # File names carry no epoch, as in Docker's pool. Fast compression: these are large.
+  dpkg-deb --root-owner-group -Zgzip -z1 -b "$root" "$dest/${name}_${version#*:}_${arch}.deb" >/dev/null
 }
 
 # docker_repo CODENAME: Docker's layout, linux/debian/dists/CODENAME/stable/binary-ARCH.
