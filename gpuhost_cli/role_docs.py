@@ -1,10 +1,11 @@
-"""Variable tables for the roles' READMEs, generated from ``meta/argument_specs.yml``.
+"""Role documentation generated from ``meta/argument_specs.yml``.
 
-Each role's README carries a table of every variable between two marker lines; the table
-is written from the argument spec (type, default, choices, description), never by hand.
+Each role's README carries a table of every variable between two marker lines, and the
+sample inventory carries every variable commented out with its default; both are written
+from the argument spec (type, default, choices, description), never by hand.
 
-    python -m gpuhost_cli.role_docs            rewrite the tables in roles/*/README.md
-    python -m gpuhost_cli.role_docs --check    exit 1 when a table is out of date
+    python -m gpuhost_cli.role_docs            rewrite the tables and the sample group_vars
+    python -m gpuhost_cli.role_docs --check    exit 1 when either is out of date
 """
 
 from __future__ import annotations
@@ -64,6 +65,47 @@ def render(readme_text: str, table: str) -> str:
     return f"{head}{BEGIN}\n{table}\n{END}{tail}"
 
 
+#: Roles whose variables other roles pass; inventories never set them.
+INTERNAL_ROLES = ("apt_source",)
+
+
+def sample_group_vars(spec_file: Path) -> str:
+    """A group_vars file with every option of a role commented out at its default."""
+    role = spec_file.parent.parent.name
+    spec = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
+    main = spec["argument_specs"]["main"]
+    lines = [
+        "---",
+        f"# Role {role}: {main.get('short_description', '')}".rstrip(),
+        f"# Every variable below is shown at its default (roles/{role}/defaults/main.yml);",
+        "# uncomment and change what this group of hosts needs.",
+        "# Generated from the role's meta/argument_specs.yml by python -m gpuhost_cli.role_docs.",
+    ]
+    for name, attrs in main.get("options", {}).items():
+        description = attrs.get("description", "")
+        if isinstance(description, list):
+            description = " ".join(description)
+        lines.append("")
+        lines.append(f"# {description} ({_type(attrs).replace('`', '')})")
+        if attrs.get("required"):
+            lines.append(f"# {name}:   (required, no default)")
+            continue
+        dumped = yaml.safe_dump({name: attrs.get("default")}, default_flow_style=True, width=1000)
+        lines.append("# " + dumped.strip()[1:-1])
+    return "\n".join(lines) + "\n"
+
+
+def sample_files(roles_dir: Path, sample_dir: Path) -> list[tuple[Path, str]]:
+    """(path, wanted text) of each role's file in the sample inventory."""
+    out = []
+    for spec in sorted(roles_dir.glob("*/meta/argument_specs.yml")):
+        role = spec.parent.parent.name
+        if role in INTERNAL_ROLES:
+            continue
+        out.append((sample_dir / "group_vars" / "gpu_hosts" / f"{role}.yml", sample_group_vars(spec)))
+    return out
+
+
 def role_readmes(roles_dir: Path) -> list[tuple[Path, Path]]:
     """(README, argument spec) pairs of every role under ``roles_dir``."""
     pairs = []
@@ -74,7 +116,9 @@ def role_readmes(roles_dir: Path) -> list[tuple[Path, Path]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--roles", type=Path, default=Path(__file__).resolve().parent.parent / "roles")
+    root = Path(__file__).resolve().parent.parent
+    parser.add_argument("--roles", type=Path, default=root / "roles")
+    parser.add_argument("--sample", type=Path, default=root / "inventories" / "sample")
     parser.add_argument("--check", action="store_true", help="report stale tables, change nothing")
     args = parser.parse_args(argv)
     stale = []
@@ -85,9 +129,15 @@ def main(argv: list[str] | None = None) -> int:
             stale.append(readme)
             if not args.check:
                 readme.write_text(wanted, encoding="utf-8")
+    for path, wanted in sample_files(args.roles, args.sample):
+        if not path.exists() or path.read_text(encoding="utf-8") != wanted:
+            stale.append(path)
+            if not args.check:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(wanted, encoding="utf-8")
     if args.check and stale:
-        for readme in stale:
-            print(f"{readme}: variables table is out of date; run python -m gpuhost_cli.role_docs", file=sys.stderr)
+        for path in stale:
+            print(f"{path}: out of date; run python -m gpuhost_cli.role_docs", file=sys.stderr)
         return 1
     return 0
 

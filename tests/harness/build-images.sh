@@ -70,6 +70,14 @@ EOF
 }
 
 ensure_docker_engine
+# The builds wait mostly on downloads: run them side by side.
+pids=()
 for t in "${targets[@]}"; do
-  build_one "$t"
+  build_one "$t" &
+  pids+=("$!")
 done
+rc=0
+for pid in "${pids[@]}"; do
+  wait "$pid" || rc=1
+done
+[ "$rc" -eq 0 ] || die "building a test-host image failed"

@@ -447,6 +447,8 @@ def _run_site(inventory):
         ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
         ANSIBLE_NOCOLOR="1",
         ANSIBLE_FORCE_COLOR="0",
+        # Results as JSON: messages are never folded across lines or re-quoted.
+        ANSIBLE_CALLBACK_RESULT_FORMAT="json",
         ANSIBLE_LOCAL_TEMP=str(inventory.parent / "ansible-tmp"),
         ANSIBLE_HOME=str(inventory.parent / "ansible-home"),
     )
@@ -537,7 +539,7 @@ def _assert_stopped_before_connecting(output):
             docker_daemon_option:
               data-root: "{{ ansible_facts['mounts'][0]['mount'] }}"
             """,
-            ["host gpu1: unknown variable 'docker_daemon_option'", "did you mean 'docker_daemon_options'?"],
+            ["host gpu1: unknown variable 'docker_daemon_option'", "did you mean 'docker_daemon_options'"],
             id="unrendered-misspelled",
         ),
     ],

@@ -51,3 +51,24 @@ def test_check_mode_reports_a_stale_table(tmp_path):
     assert role_docs.main(["--roles", str(tmp_path)]) == 0
     assert "`demo_x`" in readme.read_text(encoding="utf-8")
     assert role_docs.main(["--roles", str(tmp_path), "--check"]) == 0
+
+
+def test_sample_inventory_lists_every_public_variable_and_is_current():
+    sample = ROLES.parent / "inventories" / "sample"
+    files = role_docs.sample_files(ROLES, sample)
+    assert {p.stem for p, _ in files} == {"docker", "nvidia_container_toolkit", "docker_users", "docker_daemon"}
+    for path, wanted in files:
+        assert path.read_text(encoding="utf-8") == wanted, f"{path} is stale: run python -m gpuhost_cli.role_docs"
+
+
+def test_sample_group_vars_uncommented_give_the_role_defaults():
+    import yaml
+
+    for path, text in role_docs.sample_files(ROLES, ROLES.parent / "inventories" / "sample"):
+        uncommented = "\n".join(
+            line[2:] for line in text.splitlines() if line.startswith("# ") and ":" in line
+            and not line.startswith(("# Role ", "# Every ", "# uncomment", "# Generated"))
+            and line.split(":")[0][2:].replace("_", "").isalnum() and " " not in line.split(":")[0][2:])
+        values = yaml.safe_load(uncommented)
+        defaults = yaml.safe_load((ROLES / path.stem / "defaults" / "main.yml").read_text(encoding="utf-8"))
+        assert values == defaults, path
