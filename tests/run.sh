@@ -17,11 +17,12 @@ source tests/harness/common.sh
 
 fast=0
 [ "${1:-}" = "--fast" ] && fast=1
-scenarios="${GPUHOST_SCENARIOS:-default bad-input}"
+scenarios="${GPUHOST_SCENARIOS:-default bad-input daemon-safety}"
 
 step() { printf '\n=== %s ===\n' "$*"; }
 
-step "Python environment"
+step "Host tools (gnupg, apt-utils, debootstrap, docker.io) and the Python environment"
+ensure_host_tools
 bash tests/harness/setup-venv.sh
 # shellcheck disable=SC1091
 source .venv/bin/activate

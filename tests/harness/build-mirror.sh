@@ -233,10 +233,12 @@ build() {
 }
 
 inputs_sum="$(cat "$0" "$here"/mirror/standin/* "$keys"/*.asc | sha256sum | cut -d' ' -f1)"
+rebuilt=0
 if [ -f "$out/.inputs" ] && [ "$(cat "$out/.inputs")" = "$inputs_sum" ]; then
   log "stand-in mirror in $out is up to date"
 else
   build
+  rebuilt=1
 fi
 
 if [ "$serve" -eq 1 ]; then
@@ -245,6 +247,11 @@ if [ "$serve" -eq 1 ]; then
   image="$(test_image_ref debian12)"
   docker image inspect "$image" >/dev/null 2>&1 || "$here/build-images.sh" debian12
   if docker container inspect "$GPUHOST_MIRROR_NAME" >/dev/null 2>&1; then
+    serving="$(docker inspect --format '{{.State.Running}} {{range .Mounts}}{{.Source}}{{end}}' "$GPUHOST_MIRROR_NAME")"
+    if [ "$rebuilt" -eq 0 ] && [ "$serving" = "true $out" ]; then
+      log "stand-in mirror already serving $out"
+      exit 0
+    fi
     docker rm -f "$GPUHOST_MIRROR_NAME" >/dev/null
   fi
   docker run -d --name "$GPUHOST_MIRROR_NAME" --network "$GPUHOST_TEST_NETWORK" \

@@ -10,7 +10,6 @@ import functools
 import glob
 import hashlib
 import http.server
-import importlib.util
 import json
 import os
 import shutil
@@ -24,13 +23,12 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+from plugin_loader import MODULES_DIR, load_module
 
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
 REPO = Path(__file__).resolve().parents[2]
-MODULES_DIR = REPO / "gpuhost_cli" / "ansible_plugins" / "modules"
-MODULE_PATH = MODULES_DIR / "apt_signing_key.py"
 KEYS = REPO / "tests" / "harness" / "mirror" / "keys"
 
 DOCKER_KEY = KEYS / "docker-standin.public.asc"
@@ -45,17 +43,7 @@ ROGUE_FPR = "F85798B55BAD022111FF0E688D40BDF30532B5CB"
 GPG = shutil.which("gpg")
 ANSIBLE = Path(sys.executable).parent / "ansible"
 
-pytestmark = pytest.mark.skipif(GPG is None, reason="gpg is required for these tests")
-
-
-def _load_module():
-    spec = importlib.util.spec_from_file_location("apt_signing_key", MODULE_PATH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-ask = _load_module()
+ask = load_module("apt_signing_key")
 
 
 # ---------------------------------------------------------------------------

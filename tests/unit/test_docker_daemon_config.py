@@ -1,7 +1,6 @@
 """Tests for the docker_daemon_config module (gpuhost_cli/ansible_plugins/modules)."""
 
 import datetime
-import importlib.util
 import json
 import os
 import stat
@@ -10,21 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from plugin_loader import MODULES_DIR, load_module
 from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
 
 REPO = Path(__file__).resolve().parents[2]
-MODULES_DIR = REPO / 'gpuhost_cli' / 'ansible_plugins' / 'modules'
-MODULE_PATH = MODULES_DIR / 'docker_daemon_config.py'
 
 
-def _load_module():
-    spec = importlib.util.spec_from_file_location('docker_daemon_config', MODULE_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ddc = _load_module()
+ddc = load_module('docker_daemon_config')
 Error = ddc.DaemonConfigError
 
 NVIDIA_CTK_TEXT = (
