@@ -93,12 +93,14 @@ _TYPE_WORDS = {
     "raw": "any value",
 }
 
-#: gpuhost's playbook-level variables, which belong to no role's argument spec.
+#: gpuhost's playbook-level variables, which belong to no role's argument spec. Variables
+#: of the gpuhost_* roles (gpuhost_verify_image, ...) are in those roles' specs.
 PLAYBOOK_VARIABLES: dict[str, OptionSpec] = {
     spec.name: spec
     for spec in (
         OptionSpec(IGNORE_VARIABLE, type="list", elements="str"),
-        OptionSpec("gpuhost_verify_image", type="str"),
+        OptionSpec("gpuhost_render_host", type="str"),
+        OptionSpec("gpuhost_render_offline", type="bool"),
         OptionSpec("gpuhost_rollout_batches", type="list", elements="raw"),
         OptionSpec("gpuhost_rollout_max_fail_percentage", type="int"),
     )

@@ -9,8 +9,8 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
-# shellcheck source=tests/harness/common.sh
-source tests/harness/common.sh
+# shellcheck source=tests/harness/env.sh
+source tests/harness/env.sh
 
 bash tests/harness/setup-venv.sh
 # shellcheck disable=SC1091

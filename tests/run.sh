@@ -12,8 +12,8 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
-# shellcheck source=tests/harness/common.sh
-source tests/harness/common.sh
+# shellcheck source=tests/harness/env.sh
+source tests/harness/env.sh
 
 fast=0
 [ "${1:-}" = "--fast" ] && fast=1

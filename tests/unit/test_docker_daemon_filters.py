@@ -57,24 +57,24 @@ def test_absent_keys_mean_docker_defaults():
 
 
 def test_no_change_and_no_drift_does_nothing():
-    plan = {"changed": False, "reload_sufficient": False, "config": CONFIG}
+    plan = {"changed_keys": [], "reload_sufficient": False, "config": CONFIG}
     assert docker_daemon_restart_plan(plan, INFO)["action"] == "none"
 
 
 def test_an_interrupted_run_is_finished_with_one_reload():
-    plan = {"changed": False, "reload_sufficient": False, "config": CONFIG}
+    plan = {"changed_keys": [], "reload_sufficient": False, "config": CONFIG}
     result = docker_daemon_restart_plan(plan, {**INFO, "RegistryConfig": {"Mirrors": []}})
     assert result["action"] == "reload"
     assert result["drift"] == ["registry-mirrors"]
 
 
 def test_reloadable_change_reloads_even_with_containers_running():
-    plan = {"changed": True, "reload_sufficient": True, "config": CONFIG}
+    plan = {"changed_keys": ["registry-mirrors"], "reload_sufficient": True, "config": CONFIG}
     assert docker_daemon_restart_plan(plan, {**INFO, "LiveRestoreEnabled": False})["action"] == "reload"
 
 
 def test_restart_is_plain_when_no_container_runs_or_live_restore_is_on():
-    plan = {"changed": True, "reload_sufficient": False, "config": {**CONFIG, "live-restore": False}}
+    plan = {"changed_keys": ["log-level"], "reload_sufficient": False, "config": {**CONFIG, "live-restore": False}}
     assert docker_daemon_restart_plan(plan, {**INFO, "ContainersRunning": 0, "LiveRestoreEnabled": False}) == {
         "action": "restart", "reload_first": False, "drift": [], "reason": ""}
     assert docker_daemon_restart_plan(plan, {**INFO, "ContainersRunning": 0})["action"] == "restart"
@@ -82,13 +82,13 @@ def test_restart_is_plain_when_no_container_runs_or_live_restore_is_on():
 
 
 def test_restart_turns_live_restore_on_with_a_reload_first():
-    plan = {"changed": True, "reload_sufficient": False, "config": CONFIG}
+    plan = {"changed_keys": ["log-level", "live-restore"], "reload_sufficient": False, "config": CONFIG}
     result = docker_daemon_restart_plan(plan, {**INFO, "LiveRestoreEnabled": False})
     assert (result["action"], result["reload_first"]) == ("restart", True)
 
 
 def test_restart_that_would_stop_containers_is_deferred_unless_allowed():
-    plan = {"changed": True, "reload_sufficient": False, "config": {**CONFIG, "live-restore": False}}
+    plan = {"changed_keys": ["log-level"], "reload_sufficient": False, "config": {**CONFIG, "live-restore": False}}
     info = {**INFO, "LiveRestoreEnabled": False, "ContainersRunning": 3}
     deferred = docker_daemon_restart_plan(plan, info)
     assert deferred["action"] == "defer"
@@ -97,10 +97,17 @@ def test_restart_that_would_stop_containers_is_deferred_unless_allowed():
 
 
 def test_docker_not_running_gets_started_with_the_new_file():
-    plan = {"changed": True, "reload_sufficient": True, "config": CONFIG}
+    plan = {"changed_keys": ["registry-mirrors"], "reload_sufficient": True, "config": CONFIG}
     assert docker_daemon_restart_plan(plan, None)["action"] == "restart"
-    assert docker_daemon_restart_plan({**plan, "changed": False}, None)["action"] == "none"
+    assert docker_daemon_restart_plan({**plan, "changed_keys": []}, None)["action"] == "none"
 
 
 def test_filters_are_registered():
     assert set(FilterModule().filters()) == {"docker_daemon_drift", "docker_daemon_restart_plan"}
+
+
+def test_the_planning_task_s_own_changed_flag_is_ignored():
+    # The planning task runs with changed_when: false; only the keys it found count.
+    plan = {"changed": False, "changed_keys": ["gpuhost-test-unknown-directive"],
+            "reload_sufficient": False, "config": CONFIG}
+    assert docker_daemon_restart_plan(plan, INFO)["action"] == "restart"

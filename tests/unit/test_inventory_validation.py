@@ -364,8 +364,14 @@ def test_playbook_variables_are_known_and_typed():
 
 
 def test_extra_specs_replace_the_playbook_variables():
-    errors = iv.validate_vars("gpu1", {"gpuhost_verify_image": "x"}, SPECS, PREFIXES, extra_specs={})
-    assert len(errors) == 1 and "unknown variable 'gpuhost_verify_image'" in errors[0]
+    errors = iv.validate_vars("gpu1", {"gpuhost_rollout_batches": [1]}, SPECS, PREFIXES, extra_specs={})
+    assert len(errors) == 1 and "unknown variable 'gpuhost_rollout_batches'" in errors[0]
+
+
+def test_role_variables_come_from_the_role_spec_not_the_playbook_list():
+    assert "gpuhost_verify_image" not in iv.PLAYBOOK_VARIABLES
+    assert SPECS["gpuhost_verify_image"].role == "gpuhost_verify"
+    assert not set(iv.PLAYBOOK_VARIABLES) & set(SPECS)
 
 
 def test_long_values_are_shortened():

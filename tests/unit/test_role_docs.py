@@ -47,16 +47,19 @@ def test_check_mode_reports_a_stale_table(tmp_path):
         encoding="utf-8")
     readme = tmp_path / "demo" / "README.md"
     readme.write_text(f"# demo\n{role_docs.BEGIN}\n{role_docs.END}\n", encoding="utf-8")
-    assert role_docs.main(["--roles", str(tmp_path), "--check"]) == 1
-    assert role_docs.main(["--roles", str(tmp_path)]) == 0
+    args = ["--roles", str(tmp_path), "--sample", str(tmp_path / "sample")]
+    assert role_docs.main([*args, "--check"]) == 1
+    assert role_docs.main(args) == 0
     assert "`demo_x`" in readme.read_text(encoding="utf-8")
-    assert role_docs.main(["--roles", str(tmp_path), "--check"]) == 0
+    assert (tmp_path / "sample" / "group_vars" / "gpu_hosts" / "demo.yml").is_file()
+    assert role_docs.main([*args, "--check"]) == 0
 
 
 def test_sample_inventory_lists_every_public_variable_and_is_current():
     sample = ROLES.parent / "inventories" / "sample"
     files = role_docs.sample_files(ROLES, sample)
-    assert {p.stem for p, _ in files} == {"docker", "nvidia_container_toolkit", "docker_users", "docker_daemon"}
+    assert {p.stem for p, _ in files} == {
+        "docker", "nvidia_container_toolkit", "docker_users", "docker_daemon", "gpuhost_verify"}
     for path, wanted in files:
         assert path.read_text(encoding="utf-8") == wanted, f"{path} is stale: run python -m gpuhost_cli.role_docs"
 

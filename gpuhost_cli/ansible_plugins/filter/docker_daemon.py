@@ -50,16 +50,17 @@ def docker_daemon_restart_plan(plan: dict[str, Any], info: dict[str, Any] | None
                                allow_disruption: bool = False) -> dict[str, Any]:
     """Decide how to apply a planned daemon.json change.
 
-    ``plan`` is the docker_daemon_config module's check-mode result (``changed``,
-    ``reload_sufficient``, ``config``); ``info`` is ``docker info`` as a dict, or None when
-    dockerd is not running. Returns ``action`` (none, reload, restart, defer),
-    ``reload_first`` and, for defer, ``reason``.
+    ``plan`` is the docker_daemon_config module's check-mode result (``changed_keys``,
+    ``reload_sufficient``, ``config``); its ``changed`` flag is not used, since the task
+    that plans reports no change itself. ``info`` is ``docker info`` as a dict, or None
+    when dockerd is not running. Returns ``action`` (none, reload, restart, defer),
+    ``reload_first``, ``drift`` and, for defer, ``reason``.
     """
     config = plan.get("config") or {}
     running = info is not None
     drift = docker_daemon_drift(config, info) if running else []
     result = {"action": "none", "reload_first": False, "drift": drift, "reason": ""}
-    if not plan.get("changed"):
+    if not plan.get("changed_keys"):
         if drift:
             result["action"] = "reload"
         return result

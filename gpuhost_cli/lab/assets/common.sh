@@ -1,13 +1,14 @@
-# Shared helpers for the test harness scripts. Source it; do not run it.
+# Shared helpers of the lab and test-harness scripts. Source it; do not run it.
 # shellcheck shell=bash
 
+: "${GPUHOST_CACHE:=${XDG_CACHE_HOME:-$HOME/.cache}/gpuhost}"
 : "${DEBIAN_MIRROR:=http://deb.debian.org/debian}"
 : "${GPUHOST_TEST_IMAGE_REPO:=gpuhost-test}"
 : "${GPUHOST_TEST_NETWORK:=gpuhost-test}"
 : "${GPUHOST_MIRROR_NAME:=gpuhost-mirror}"
 
-log() { printf '[gpuhost-test] %s\n' "$*" >&2; }
-die() { printf '[gpuhost-test] error: %s\n' "$*" >&2; exit 1; }
+log() { printf '[gpuhost] %s\n' "$*" >&2; }
+die() { printf '[gpuhost] error: %s\n' "$*" >&2; exit 1; }
 
 test_image_ref() { printf '%s/%s:latest' "$GPUHOST_TEST_IMAGE_REPO" "$1"; }
 

@@ -1,0 +1,963 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: gpuhost contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: gpu_facts
+short_description: Report what matters about a host's NVIDIA GPUs before it is provisioned
+description:
+  - Collects, without changing anything, the facts that decide whether a host can become a GPU
+    container host, and explains in plain language what is wrong and how to fix it.
+  - The distribution, from C(/etc/os-release) (or C(/usr/lib/os-release)), and whether gpuhost
+    supports it (Debian 12 and 13, Ubuntu 22.04 and 24.04).
+  - The NVIDIA GPUs on the PCI bus, from C(/sys/bus/pci/devices/*/). Only display controllers
+    (PCI class C(0x0300) VGA and C(0x0302) 3D controller) with vendor C(0x10de) count as GPUs;
+    the audio and USB functions of NVIDIA cards, NVSwitches and bridges do not. Model names come
+    from a small built-in table of common data-center and workstation GPUs, then from the
+    C(pci.ids) database (C(/usr/share/misc/pci.ids) or C(/usr/share/hwdata/pci.ids)) when it is
+    installed.
+  - The kernel driver, from C(/proc/driver/nvidia/version) and C(/proc/modules), and whether
+    C(nouveau) is loaded.
+  - The GPUs as the driver sees them, from
+    C(nvidia-smi --query-gpu=index,name,uuid,memory.total,driver_version,mig.mode.current,pci.bus_id
+    --format=csv,noheader,nounits), and the CUDA version from the header of plain C(nvidia-smi).
+  - The Docker engine's version, default runtime and runtimes, from C(docker version) and
+    C(docker info), and the C(default-runtime) configured in C(/etc/docker/daemon.json).
+  - The installed version of the NVIDIA Container Toolkit packages, from C(/var/lib/dpkg/status).
+  - The module never fails because a file is missing, unreadable or malformed, or because a
+    command is missing, fails or times out; what could not be read is reported as V(null) or as
+    an error text.
+author:
+  - gpuhost contributors
+options:
+  root:
+    description:
+      - Directory that every file path is relative to, C(/) for the host itself.
+      - Another directory is read as the root file system of a host, for example a prepared tree
+        of C(/etc), C(/proc), C(/sys) and C(/var/lib/dpkg) files. The Docker engine is only queried
+        when O(root) is C(/); for any other root C(docker.version), C(docker.default_runtime),
+        C(docker.runtimes) and C(docker.running) are V(null), and only the files under O(root)
+        (C(etc/docker/daemon.json), C(usr/bin/docker)) are read.
+      - With another root, C(nvidia-smi) is looked up as C(<root>/usr/bin/nvidia-smi) and, when
+        it exists, run on this host; point O(root) only at trees whose programs may be run.
+    type: path
+    default: /
+  nvidia_smi:
+    description:
+      - Path of the C(nvidia-smi) program to run, used as given (not relative to O(root)).
+      - By default C(nvidia-smi) is looked up on the PATH (and in the C(sbin) directories) when
+        O(root) is C(/), and is C(<root>/usr/bin/nvidia-smi) otherwise.
+    type: path
+  timeout:
+    description:
+      - Seconds each command (C(nvidia-smi), C(docker)) may run before it is stopped and reported
+        as failed.
+    type: int
+    default: 20
+notes:
+  - Read-only. Supports check mode; the result is the same with and without it, and C(changed)
+    is always V(false).
+  - The facts are returned as C(ansible_facts.gpuhost_gpu) and also as C(gpu) in the result.
+  - Commands run with C(LC_ALL=C) so that their output can be parsed.
+seealso:
+  - name: NVIDIA System Management Interface (nvidia-smi)
+    description: The query options and output formats that this module reads.
+    link: https://docs.nvidia.com/deploy/nvidia-smi/index.html
+  - name: NVIDIA Multi-Instance GPU User Guide
+    description: How containers see GPUs whose MIG mode is enabled.
+    link: https://docs.nvidia.com/datacenter/tesla/mig-user-guide/
+  - name: Debian wiki, NVIDIA graphics drivers
+    description: Installing the NVIDIA driver on Debian.
+    link: https://wiki.debian.org/NvidiaGraphicsDrivers
+"""
+
+EXAMPLES = r"""
+- name: Look at the host's GPUs before provisioning it
+  gpu_facts:
+
+- name: Stop when the host cannot run GPU containers
+  ansible.builtin.assert:
+    that: gpuhost_gpu.problems | length == 0
+    fail_msg: "{{ gpuhost_gpu.problems | join(' ') }}"
+    success_msg: "{{ gpuhost_gpu.summary }}"
+
+- name: Read a prepared tree instead of the host
+  gpu_facts:
+    root: /srv/host-snapshots/gpu17
+  register: snapshot
+
+- name: Use a specific nvidia-smi
+  gpu_facts:
+    nvidia_smi: /usr/local/nvidia/bin/nvidia-smi
+    timeout: 60
+"""
+
+RETURN = r"""
+gpu:
+  description: The facts, also returned as C(ansible_facts.gpuhost_gpu).
+  returned: always
+  type: dict
+  contains:
+    root:
+      description: The directory the facts were read from.
+      type: str
+      sample: /
+    summary:
+      description: One line about the GPUs, the driver and CUDA.
+      type: str
+      sample: 8 GPUs (NVIDIA H100 80GB HBM3), driver 550.54.15, CUDA 12.4
+    problems:
+      description:
+        - Plain-language findings, each with the fix. Empty when nothing needs attention.
+        - The same texts as the C(message) of each entry of C(findings), in that order.
+      type: list
+      elements: str
+    findings:
+      description: The findings with a stable C(code) and a C(severity) (V(error), V(warning) or V(info)).
+      type: list
+      elements: dict
+      sample:
+        - code: driver_not_loaded
+          severity: error
+          message: "1 NVIDIA GPU(s) found on the PCI bus but the NVIDIA driver is not loaded: ..."
+    distribution:
+      description:
+        - From C(os-release). C(id), C(version_id), C(pretty_name) and C(codename) are V(null) when
+          the file or the field is missing.
+        - C(supported) tells whether gpuhost supports the distribution; C(supported_list) names the
+          supported ones.
+      type: dict
+      sample:
+        id: ubuntu
+        version_id: "22.04"
+        pretty_name: Ubuntu 22.04.4 LTS
+        codename: jammy
+        supported: true
+        supported_list: Debian 12 (bookworm), Debian 13 (trixie), Ubuntu 22.04 (jammy), Ubuntu 24.04 (noble)
+    pci_gpus:
+      description:
+        - The NVIDIA GPUs on the PCI bus, sorted by address.
+        - C(driver) is the kernel driver bound to the device (C(nvidia), C(nouveau), C(vfio-pci)) or V(null).
+      type: list
+      elements: dict
+      sample:
+        - address: "0000:1b:00.0"
+          device_id: "0x2330"
+          class: "0x030200"
+          driver: nvidia
+          model: NVIDIA H100 SXM5 80GB
+    driver:
+      description:
+        - C(loaded) is true when C(/proc/driver/nvidia/version) exists or the C(nvidia) module is in
+          C(/proc/modules).
+        - C(version) is the kernel module's version, and C(flavor) is V(open) for NVIDIA's open
+          kernel modules and V(proprietary) otherwise (V(null) when unknown).
+      type: dict
+      sample: {loaded: true, version: 550.54.15, flavor: proprietary, nouveau_loaded: false}
+    nvidia_smi:
+      description:
+        - C(available) is true when C(nvidia-smi --query-gpu) ran and succeeded; otherwise C(error)
+          says why (not found, not executable, the first line nvidia-smi printed, a timeout) and
+          C(exit_status) is nvidia-smi's exit status when it ran and failed.
+        - C(path) is the program that was run, or V(null) when none was found.
+        - Each GPU has C(index) (int), C(name), C(uuid), C(memory_mib) (int), C(driver_version),
+          C(mig_mode) (V(Enabled), V(Disabled), or V(null) where MIG is not supported),
+          C(pci_bus_id) as nvidia-smi prints it and C(pci_address) in the sysfs form.
+      type: dict
+      sample:
+        available: true
+        path: /usr/bin/nvidia-smi
+        error: null
+        exit_status: null
+        cuda_version: "12.4"
+        driver_version: 550.54.15
+        gpus:
+          - index: 0
+            name: NVIDIA H100 80GB HBM3
+            uuid: GPU-5d2b6a0e-8e36-4c5c-9b8b-0f6f3f0b8a01
+            memory_mib: 81559
+            driver_version: 550.54.15
+            mig_mode: Disabled
+            pci_bus_id: "00000000:1B:00.0"
+            pci_address: "0000:1b:00.0"
+    docker:
+      description:
+        - C(installed) tells whether the C(docker) program was found. C(version) is the server's
+          version, V(null) when Docker is not installed or not running (C(error) says why).
+        - C(default_runtime) and C(runtimes) (sorted names) come from C(docker info).
+        - C(configured_default_runtime) and C(configured_runtimes) come from C(etc/docker/daemon.json);
+          C(daemon_json_error) is set when that file exists but cannot be read or parsed.
+        - The engine is only queried when O(root) is C(/); otherwise C(version), C(running),
+          C(default_runtime) and C(runtimes) are V(null).
+      type: dict
+      sample:
+        installed: true
+        running: true
+        version: 27.5.1
+        default_runtime: nvidia
+        runtimes: [io.containerd.runc.v2, nvidia, runc]
+        error: null
+        configured_default_runtime: nvidia
+        configured_runtimes: [nvidia]
+        daemon_json_error: null
+    toolkit:
+      description:
+        - The NVIDIA Container Toolkit as dpkg knows it. Only packages in state C(install ok installed)
+          count.
+        - C(version) is the version of C(nvidia-container-toolkit); C(packages) maps each installed
+          toolkit package to its version.
+      type: dict
+      sample:
+        installed: true
+        version: 1.17.8-1
+        packages:
+          nvidia-container-toolkit: 1.17.8-1
+          nvidia-container-toolkit-base: 1.17.8-1
+          libnvidia-container-tools: 1.17.8-1
+          libnvidia-container1: 1.17.8-1
+ansible_facts:
+  description: Facts set by the module.
+  returned: always
+  type: dict
+  contains:
+    gpuhost_gpu:
+      description: The same dictionary as RV(gpu).
+      type: dict
+"""
+
+import json
+import os
+import re
+import stat
+import subprocess
+from collections import OrderedDict
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+NVIDIA_VENDOR = "0x10de"
+GPU_CLASS_PREFIXES = ("0x0300", "0x0302")
+
+SUPPORTED = (
+    ("debian", "12", "Debian 12 (bookworm)"),
+    ("debian", "13", "Debian 13 (trixie)"),
+    ("ubuntu", "22.04", "Ubuntu 22.04 (jammy)"),
+    ("ubuntu", "24.04", "Ubuntu 24.04 (noble)"),
+)
+SUPPORTED_LIST = ", ".join(label for _id, _version, label in SUPPORTED)
+
+# Names as in the pci.ids database (the part in brackets), for the GPUs gpuhost meets most often.
+KNOWN_MODELS = {
+    "0x1db1": "NVIDIA Tesla V100 SXM2 16GB",
+    "0x1db4": "NVIDIA Tesla V100 PCIe 16GB",
+    "0x1db5": "NVIDIA Tesla V100 SXM2 32GB",
+    "0x1eb8": "NVIDIA Tesla T4",
+    "0x20b0": "NVIDIA A100 SXM4 40GB",
+    "0x20b2": "NVIDIA A100 SXM4 80GB",
+    "0x20b5": "NVIDIA A100 PCIe 80GB",
+    "0x20b7": "NVIDIA A30 PCIe",
+    "0x20f1": "NVIDIA A100 PCIe 40GB",
+    "0x2230": "NVIDIA RTX A6000",
+    "0x2236": "NVIDIA A10",
+    "0x2330": "NVIDIA H100 SXM5 80GB",
+    "0x2331": "NVIDIA H100 PCIe",
+    "0x2335": "NVIDIA H200 SXM 141GB",
+    "0x2684": "NVIDIA GeForce RTX 4090",
+    "0x26b9": "NVIDIA L40S",
+    "0x27b8": "NVIDIA L4",
+    "0x2901": "NVIDIA B200",
+}
+
+PCI_IDS_PATHS = ("usr/share/misc/pci.ids", "usr/share/hwdata/pci.ids")
+
+SMI_FIELDS = ("index", "name", "uuid", "memory.total", "driver_version", "mig.mode.current", "pci.bus_id")
+SMI_QUERY = ["--query-gpu=" + ",".join(SMI_FIELDS), "--format=csv,noheader,nounits"]
+
+TOOLKIT_PACKAGES = (
+    "nvidia-container-toolkit",
+    "nvidia-container-toolkit-base",
+    "libnvidia-container-tools",
+    "libnvidia-container1",
+)
+
+MAX_READ = 4 * 1024 * 1024
+NOT_AVAILABLE = ("", "[n/a]", "n/a", "[not supported]", "not supported", "[unknown error]",
+                 "[insufficient permissions]")
+
+_NVRM_RE = re.compile(r"NVRM version:.*?Kernel Module(?:\s+for\s+\S+)?\s+(\d+(?:\.\d+)+)")
+_CUDA_RE = re.compile(r"CUDA Version:\s*(\d+(?:\.\d+)*)")
+_PCI_ADDR_RE = re.compile(r"^([0-9a-fA-F]+):([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
+
+
+# ---------------------------------------------------------------------------
+# Reading files under the root
+# ---------------------------------------------------------------------------
+
+def under(root, *parts):
+    """`parts` (an absolute or relative path) under `root`."""
+    path = os.path.join(*parts) if parts else ""
+    return os.path.join(root or "/", path.lstrip("/"))
+
+
+def read_text(path, limit=MAX_READ):
+    """The text of a regular file (undecodable bytes replaced), or None when it cannot be read.
+
+    Anything but a regular file (a directory, a FIFO, a device) counts as unreadable, so that
+    a stray FIFO cannot block the module.
+    """
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, "rb") as f:
+            data = f.read(limit)
+    except (OSError, ValueError):
+        return None
+    return data.decode("utf-8", "replace")
+
+
+def read_value(path):
+    """The first line of a small sysfs-style file, stripped and lower-cased, or None."""
+    text = read_text(path, limit=4096)
+    if text is None:
+        return None
+    lines = text.strip().splitlines()
+    return lines[0].strip().lower() if lines else None
+
+
+def first_line(*texts):
+    """The first non-blank line of the first text that has one, or None."""
+    for text in texts:
+        for line in (text or "").splitlines():
+            if line.strip():
+                return line.strip()
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Distribution
+# ---------------------------------------------------------------------------
+
+def parse_os_release(text):
+    """The KEY=value pairs of an os-release file, with shell quoting removed."""
+    values = {}
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        key = key.strip()
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            quote, value = value[0], value[1:-1]
+            if quote == '"':
+                value = re.sub(r'\\(["\\`$])', r"\1", value)
+        values[key] = value
+    return values
+
+
+def is_supported(dist_id, version_id):
+    return any(dist_id == i and version_id == v for i, v, _label in SUPPORTED)
+
+
+def distribution_facts(root):
+    text = None
+    source = None
+    for rel in ("etc/os-release", "usr/lib/os-release"):
+        text = read_text(under(root, rel))
+        if text is not None:
+            source = "/" + rel
+            break
+    values = parse_os_release(text)
+    dist_id = (values.get("ID") or "").strip().lower() or None
+    version_id = (values.get("VERSION_ID") or "").strip() or None
+    return {
+        "id": dist_id,
+        "version_id": version_id,
+        "pretty_name": values.get("PRETTY_NAME") or None,
+        "codename": values.get("VERSION_CODENAME") or None,
+        "source": source,
+        "supported": is_supported(dist_id, version_id),
+        "supported_list": SUPPORTED_LIST,
+    }
+
+
+# ---------------------------------------------------------------------------
+# PCI bus
+# ---------------------------------------------------------------------------
+
+def normalize_id(value):
+    """'0x10DE' / '10de' -> '0x10de'; None for anything that is not a hexadecimal ID."""
+    if not value:
+        return None
+    text = value.strip().lower()
+    if text.startswith("0x"):
+        text = text[2:]
+    if not text or not re.match(r"^[0-9a-f]{1,8}$", text):
+        return None
+    return "0x" + text.zfill(4)
+
+
+def is_gpu_class(pci_class):
+    return bool(pci_class) and pci_class.startswith(GPU_CLASS_PREFIXES)
+
+
+def parse_pci_ids(text, vendor="10de"):
+    """Device names of one vendor from pci.ids text: {'0x2330': 'GH100 [H100 SXM5 80GB]', ...}."""
+    names = {}
+    inside = False
+    for line in (text or "").splitlines():
+        if not line or line.startswith("#"):
+            continue
+        if not line.startswith("\t"):
+            if inside:
+                break
+            head = line.split(None, 1)
+            inside = bool(head) and head[0].lower() == vendor
+            continue
+        if not inside or line.startswith("\t\t"):
+            continue
+        parts = line.strip().split(None, 1)
+        if len(parts) == 2:
+            device = normalize_id(parts[0])
+            if device:
+                names[device] = parts[1].strip()
+    return names
+
+
+def model_from_pci_ids_name(name):
+    """'GH100 [H100 SXM5 80GB]' -> 'NVIDIA H100 SXM5 80GB'; names without brackets keep their text."""
+    match = re.search(r"\[([^\]]+)\]", name)
+    text = match.group(1).strip() if match else name.strip()
+    return text if text.upper().startswith("NVIDIA") else "NVIDIA " + text
+
+
+class PciIds:
+    """The NVIDIA block of the first readable pci.ids under the root, read once and only if needed."""
+
+    def __init__(self, root):
+        self.root = root
+        self._names = None
+
+    def names(self):
+        if self._names is None:
+            self._names = {}
+            for rel in PCI_IDS_PATHS:
+                text = read_text(under(self.root, rel), limit=16 * 1024 * 1024)
+                if text:
+                    self._names = parse_pci_ids(text)
+                    break
+        return self._names
+
+    def model(self, device_id):
+        name = self.names().get(device_id)
+        return model_from_pci_ids_name(name) if name else None
+
+
+def model_name(device_id, pci_ids=None):
+    if device_id in KNOWN_MODELS:
+        return KNOWN_MODELS[device_id]
+    if pci_ids is not None and device_id:
+        found = pci_ids.model(device_id)
+        if found:
+            return found
+    return "NVIDIA device %s" % (device_id or "(unknown ID)")
+
+
+def driver_of(device_dir):
+    try:
+        target = os.readlink(os.path.join(device_dir, "driver"))
+    except (OSError, ValueError):
+        return None
+    name = os.path.basename(target.rstrip("/"))
+    return name or None
+
+
+def pci_gpus(root):
+    base = under(root, "sys/bus/pci/devices")
+    try:
+        entries = sorted(os.listdir(base))
+    except (OSError, ValueError):
+        return []
+    pci_ids = PciIds(root)
+    gpus = []
+    for address in entries:
+        device_dir = os.path.join(base, address)
+        if normalize_id(read_value(os.path.join(device_dir, "vendor"))) != NVIDIA_VENDOR:
+            continue
+        pci_class = normalize_id(read_value(os.path.join(device_dir, "class")))
+        if not is_gpu_class(pci_class):
+            continue
+        device_id = normalize_id(read_value(os.path.join(device_dir, "device")))
+        gpus.append({
+            "address": address,
+            "device_id": device_id,
+            "class": pci_class,
+            "driver": driver_of(device_dir),
+            "model": model_name(device_id, pci_ids),
+        })
+    return gpus
+
+
+def pci_address(bus_id):
+    """nvidia-smi's '00000000:1B:00.0' -> sysfs's '0000:1b:00.0'; None when it is not a PCI address."""
+    match = _PCI_ADDR_RE.match((bus_id or "").strip())
+    if not match:
+        return None
+    domain, bus, dev, fn = match.groups()
+    return "%04x:%02x:%02x.%s" % (int(domain, 16), int(bus, 16), int(dev, 16), fn)
+
+
+# ---------------------------------------------------------------------------
+# Kernel driver
+# ---------------------------------------------------------------------------
+
+def parse_nvrm_version(text):
+    """(version, flavor) from /proc/driver/nvidia/version; (None, None) when it is not there."""
+    for line in (text or "").splitlines():
+        match = _NVRM_RE.search(line)
+        if match:
+            flavor = "open" if "Open Kernel Module" in line else "proprietary"
+            return match.group(1), flavor
+    return None, None
+
+
+def loaded_modules(text):
+    names = set()
+    for line in (text or "").splitlines():
+        fields = line.split()
+        if fields:
+            names.add(fields[0])
+    return names
+
+
+def driver_facts(root):
+    version_text = read_text(under(root, "proc/driver/nvidia/version"))
+    modules = loaded_modules(read_text(under(root, "proc/modules")))
+    version, flavor = parse_nvrm_version(version_text)
+    return {
+        "loaded": version_text is not None or "nvidia" in modules,
+        "version": version,
+        "flavor": flavor,
+        "nouveau_loaded": "nouveau" in modules,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------
+
+def run_command(argv, timeout):
+    """Run `argv`; return (rc, stdout, stderr). Failures to start or time-outs come back as rc None."""
+    env = dict(os.environ, LC_ALL="C", LANG="C", LANGUAGE="C")
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env)
+    except (OSError, ValueError) as e:
+        return None, "", "cannot run %s: %s" % (argv[0], getattr(e, "strerror", None) or e)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        try:
+            # A program stuck in the kernel (a hung GPU) may not die; do not wait for it forever.
+            proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        return None, "", "%s did not finish within %s seconds" % (os.path.basename(argv[0]), timeout)
+    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+def is_executable(path):
+    return bool(path) and os.path.isfile(path) and os.access(path, os.X_OK)
+
+
+def find_program(root, name, which):
+    """`name` on the PATH for the host itself, `<root>/usr/bin/<name>` for any other root."""
+    if is_host_root(root):
+        return which(name) if which else None
+    candidate = under(root, "usr/bin", name)
+    return candidate if os.path.lexists(candidate) else None
+
+
+def is_host_root(root):
+    return os.path.realpath(root or "/") == "/"
+
+
+# ---------------------------------------------------------------------------
+# nvidia-smi
+# ---------------------------------------------------------------------------
+
+def _optional(value):
+    text = (value or "").strip()
+    return None if text.lower() in NOT_AVAILABLE else text
+
+
+def _int_or_none(value):
+    text = _optional(value)
+    if text is None:
+        return None
+    try:
+        return int(float(text))
+    except ValueError:
+        return None
+
+
+def parse_smi_csv(text):
+    """GPUs from `nvidia-smi --query-gpu=<SMI_FIELDS> --format=csv,noheader,nounits`."""
+    gpus = []
+    n = len(SMI_FIELDS)
+    for line in (text or "").splitlines():
+        if not line.strip():
+            continue
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) < n:
+            continue
+        if len(fields) > n:  # a comma in the name
+            extra = len(fields) - n
+            fields = [fields[0], ", ".join(fields[1:2 + extra])] + fields[2 + extra:]
+        index = _int_or_none(fields[0])
+        if index is None:
+            continue
+        bus_id = _optional(fields[6])
+        gpus.append({
+            "index": index,
+            "name": _optional(fields[1]),
+            "uuid": _optional(fields[2]),
+            "memory_mib": _int_or_none(fields[3]),
+            "driver_version": _optional(fields[4]),
+            "mig_mode": _optional(fields[5]),
+            "pci_bus_id": bus_id,
+            "pci_address": pci_address(bus_id),
+        })
+    return gpus
+
+
+def parse_cuda_version(text):
+    match = _CUDA_RE.search(text or "")
+    return match.group(1) if match else None
+
+
+def nvidia_smi_facts(path, timeout, run=run_command):
+    facts = {"available": False, "path": path, "error": None, "exit_status": None,
+             "cuda_version": None, "driver_version": None, "gpus": []}
+    if not path:
+        facts["error"] = "nvidia-smi was not found"
+        return facts
+    if not is_executable(path):
+        facts["error"] = "%s is not an executable file" % path
+        return facts
+    rc, out, err = run([path] + SMI_QUERY, timeout)
+    if rc != 0:
+        facts["exit_status"] = rc
+        facts["error"] = first_line(err, out) or "nvidia-smi printed nothing (exit status %s)" % rc
+        return facts
+    gpus = parse_smi_csv(out)
+    if not gpus and out.strip():
+        facts["error"] = "unexpected output from nvidia-smi --query-gpu: %s" % first_line(out)
+        return facts
+    facts["available"] = True
+    facts["gpus"] = gpus
+    versions = [g["driver_version"] for g in gpus if g["driver_version"]]
+    facts["driver_version"] = versions[0] if versions else None
+    rc, out, _err = run([path], timeout)
+    if rc == 0:
+        facts["cuda_version"] = parse_cuda_version(out)
+    return facts
+
+
+# ---------------------------------------------------------------------------
+# Docker
+# ---------------------------------------------------------------------------
+
+def parse_daemon_json(text):
+    """(default runtime, runtime names, error) from the text of daemon.json."""
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        return None, None, "not valid JSON: %s" % e
+    if not isinstance(data, dict):
+        return None, None, "not a JSON object"
+    default = data.get("default-runtime")
+    runtimes = data.get("runtimes")
+    return (default if isinstance(default, str) else None,
+            sorted(str(k) for k in runtimes) if isinstance(runtimes, dict) else None,
+            None)
+
+
+def parse_docker_info(text):
+    """(default runtime, runtime names) from `docker info --format '{{json .}}'`."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    default = data.get("DefaultRuntime")
+    runtimes = data.get("Runtimes")
+    return (default if isinstance(default, str) and default else None,
+            sorted(str(k) for k in runtimes) if isinstance(runtimes, dict) else None)
+
+
+def docker_facts(root, timeout, which=None, run=run_command):
+    facts = {"installed": False, "running": None, "version": None, "default_runtime": None,
+             "runtimes": None, "error": None, "configured_default_runtime": None,
+             "configured_runtimes": None, "daemon_json_error": None}
+
+    path = under(root, "etc/docker/daemon.json")
+    if os.path.lexists(path):
+        text = read_text(path)
+        if text is None:
+            facts["daemon_json_error"] = "cannot read /etc/docker/daemon.json"
+        elif text.strip():
+            default, runtimes, error = parse_daemon_json(text)
+            facts["configured_default_runtime"] = default
+            facts["configured_runtimes"] = runtimes
+            if error:
+                facts["daemon_json_error"] = "/etc/docker/daemon.json is %s" % error
+
+    docker = find_program(root, "docker", which)
+    facts["installed"] = bool(docker)
+    if not is_host_root(root):
+        return facts
+    if not docker:
+        facts["running"] = False
+        facts["error"] = "docker was not found"
+        return facts
+    rc, out, err = run([docker, "version", "--format", "{{.Server.Version}}"], timeout)
+    version = (out or "").strip()
+    if rc != 0 or not version:
+        facts["running"] = False
+        facts["error"] = first_line(err, out) or "docker version failed (exit status %s)" % rc
+        return facts
+    facts["running"] = True
+    facts["version"] = version.splitlines()[0].strip()
+    rc, out, _err = run([docker, "info", "--format", "{{json .}}"], timeout)
+    if rc == 0:
+        facts["default_runtime"], facts["runtimes"] = parse_docker_info(out)
+    return facts
+
+
+# ---------------------------------------------------------------------------
+# dpkg
+# ---------------------------------------------------------------------------
+
+def parse_dpkg_status(text, wanted=TOOLKIT_PACKAGES):
+    """{package: version} for the `wanted` packages that dpkg has in state 'install ok installed'."""
+    found = {}
+    for stanza in re.split(r"\n\s*\n", (text or "").replace("\r\n", "\n")):
+        fields = {}
+        key = None
+        for line in stanza.splitlines():
+            if line[:1] in (" ", "\t"):
+                continue  # continuation of the previous field
+            key, sep, value = line.partition(":")
+            if sep:
+                fields[key.strip().lower()] = value.strip()
+        name = fields.get("package")
+        if name in wanted and fields.get("status") == "install ok installed" and fields.get("version"):
+            found[name] = fields["version"]
+    return OrderedDict((name, found[name]) for name in wanted if name in found)
+
+
+def toolkit_facts(root):
+    packages = parse_dpkg_status(read_text(under(root, "var/lib/dpkg/status"), limit=64 * 1024 * 1024))
+    return {
+        "installed": "nvidia-container-toolkit" in packages,
+        "version": packages.get("nvidia-container-toolkit"),
+        "packages": dict(packages),
+    }
+
+
+# ---------------------------------------------------------------------------
+# Findings and summary
+# ---------------------------------------------------------------------------
+
+def driver_install_advice(dist_id):
+    debian = ("Debian: enable the contrib, non-free and non-free-firmware components, then "
+              "apt install linux-headers-amd64 nvidia-driver firmware-misc-nonfree")
+    ubuntu = "Ubuntu: ubuntu-drivers install (on servers: ubuntu-drivers install --gpgpu)"
+    if dist_id == "debian":
+        return debian
+    if dist_id == "ubuntu":
+        return ubuntu
+    return "%s; %s" % (debian, ubuntu)
+
+
+def find_problems(gpu):
+    """The findings for the collected facts: dicts with code, severity and message."""
+    findings = []
+    dist = gpu["distribution"]
+    driver = gpu["driver"]
+    smi = gpu["nvidia_smi"]
+    pci = gpu["pci_gpus"]
+
+    def add(code, severity, message):
+        findings.append({"code": code, "severity": severity, "message": message})
+
+    if not dist["supported"]:
+        if dist["id"] is None:
+            add("unknown_distribution", "error",
+                "The distribution is unknown: /etc/os-release is missing or has no ID. gpuhost supports %s."
+                % SUPPORTED_LIST)
+        else:
+            name = dist["pretty_name"] or " ".join(v for v in (dist["id"], dist["version_id"]) if v)
+            add("unsupported_distribution", "error",
+                "%s is not supported: gpuhost supports %s. Reinstall the host with one of these "
+                "before provisioning it." % (name, SUPPORTED_LIST))
+
+    if driver["nouveau_loaded"]:
+        bound = [g["address"] for g in pci if g["driver"] == "nouveau"]
+        where = " (bound to %s)" % ", ".join(bound) if bound else ""
+        add("nouveau_loaded", "error",
+            "nouveau is loaded%s and blocks the NVIDIA driver: blacklist it (write 'blacklist nouveau' "
+            "and 'options nouveau modeset=0' to /etc/modprobe.d/blacklist-nouveau.conf, then run "
+            "update-initramfs -u) and reboot. Installing the NVIDIA driver packages usually adds "
+            "this blacklist too." % where)
+
+    if pci and not driver["loaded"]:
+        add("driver_not_loaded", "error",
+            "%d NVIDIA GPU(s) found on the PCI bus but the NVIDIA driver is not loaded: containers will "
+            "not see them. Install the driver (%s) and reboot."
+            % (len(pci), driver_install_advice(dist["id"])))
+
+    if driver["loaded"] and not smi["available"]:
+        version = " (%s)" % driver["version"] if driver["version"] else ""
+        if smi["path"] is None:
+            add("nvidia_smi_missing", "warning",
+                "The NVIDIA driver%s is loaded but nvidia-smi was not found, so the GPUs cannot be "
+                "checked and containers get no nvidia-smi either. Install it (Debian: apt install "
+                "nvidia-smi; Ubuntu: apt install nvidia-utils-<driver branch>, for example "
+                "nvidia-utils-550-server)." % version)
+        else:
+            status = " (exit status %s)" % smi["exit_status"] if smi["exit_status"] is not None else ""
+            add("nvidia_smi_failed", "error",
+                "The NVIDIA driver%s is loaded but nvidia-smi fails%s: %s Usually the kernel module "
+                "and the user-space driver libraries differ in version (for example after a driver "
+                "upgrade without a reboot) or the /dev/nvidia* device files are missing: reboot, or "
+                "reinstall the driver packages so that both match; the lines with NVRM in dmesg show "
+                "the driver's own error." % (version, status, _sentence(smi["error"])))
+
+    if smi["available"] and pci and len(smi["gpus"]) < len(pci):
+        others = sorted({g["driver"] or "no driver" for g in pci if g["driver"] != "nvidia"})
+        detail = " (other drivers on the bus: %s)" % ", ".join(others) if others else ""
+        add("gpus_missing_from_nvidia_smi", "warning",
+            "%d NVIDIA GPU(s) are on the PCI bus but nvidia-smi lists only %d%s: the missing ones "
+            "are bound to another driver or failed to initialise. Check dmesg for NVRM errors; "
+            "GPUs bound to vfio-pci are reserved for virtual machines."
+            % (len(pci), len(smi["gpus"]), detail))
+
+    mig = [g for g in smi["gpus"] if (g["mig_mode"] or "").lower() == "enabled"]
+    if mig:
+        which = ", ".join("%d (%s)" % (g["index"], g["name"] or "unknown GPU") for g in mig)
+        first = mig[0]["index"]
+        add("mig_enabled", "info",
+            "For information: MIG mode is enabled on GPU %s. As NVIDIA's MIG User Guide describes, a "
+            "container started with --gpus all also gets every MIG device of such a GPU, and CUDA "
+            "in it uses the MIG devices, not the whole GPU; one MIG device is selected with "
+            "--gpus '\"device=%d:0\"' (GPU index:MIG index) or its MIG UUID. To use the whole GPU "
+            "instead, disable MIG with nvidia-smi -i %d -mig 0 while no process uses the GPU."
+            % (which, first, first))
+    return findings
+
+
+def _sentence(text):
+    text = (text or "").strip() or "no error message"
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _names(names):
+    counts = OrderedDict()
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    if len(counts) == 1:
+        return next(iter(counts))
+    return ", ".join("%d x %s" % (n, name) for name, n in counts.items())
+
+
+def make_summary(gpu):
+    smi = gpu["nvidia_smi"]
+    driver = gpu["driver"]
+    if smi["available"] and smi["gpus"]:
+        names = [g["name"] or "unknown GPU" for g in smi["gpus"]]
+    else:
+        names = [g["model"] for g in gpu["pci_gpus"]]
+    parts = []
+    if names:
+        parts.append("%d GPU%s (%s)" % (len(names), "" if len(names) == 1 else "s", _names(names)))
+    else:
+        parts.append("no NVIDIA GPU found")
+    version = driver["version"] or smi["driver_version"]
+    if driver["loaded"]:
+        parts.append("driver %s" % version if version else "driver loaded (version unknown)")
+    elif driver["nouveau_loaded"]:
+        parts.append("NVIDIA driver not loaded (nouveau in use)")
+    elif names:
+        parts.append("NVIDIA driver not loaded")
+    if smi["cuda_version"]:
+        parts.append("CUDA %s" % smi["cuda_version"])
+    if driver["loaded"] and not smi["available"]:
+        parts.append("nvidia-smi fails" if smi["path"] else "nvidia-smi not found")
+    mig = [g for g in smi["gpus"] if (g["mig_mode"] or "").lower() == "enabled"]
+    if mig:
+        parts.append("MIG enabled on %d of %d" % (len(mig), len(smi["gpus"])))
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# Module
+# ---------------------------------------------------------------------------
+
+def collect(root="/", nvidia_smi=None, timeout=20, which=None, run=run_command):
+    """All facts for the tree at `root`. `which(name)` finds programs on the host's PATH."""
+    root = os.path.abspath(root or "/")
+    smi_path = nvidia_smi if nvidia_smi else find_program(root, "nvidia-smi", which)
+    gpu = OrderedDict()
+    gpu["root"] = root
+    gpu["distribution"] = distribution_facts(root)
+    gpu["pci_gpus"] = pci_gpus(root)
+    gpu["driver"] = driver_facts(root)
+    gpu["nvidia_smi"] = nvidia_smi_facts(smi_path, timeout, run=run)
+    gpu["docker"] = docker_facts(root, timeout, which=which, run=run)
+    gpu["toolkit"] = toolkit_facts(root)
+    findings = find_problems(gpu)
+    gpu["findings"] = findings
+    gpu["problems"] = [f["message"] for f in findings]
+    gpu["summary"] = make_summary(gpu)
+    return dict(gpu)
+
+
+def build_module():
+    return AnsibleModule(
+        argument_spec=dict(
+            root=dict(type="path", default="/"),
+            nvidia_smi=dict(type="path"),
+            timeout=dict(type="int", default=20),
+        ),
+        supports_check_mode=True,
+    )
+
+
+def main():
+    module = build_module()
+    p = module.params
+    root = p["root"] or "/"
+    if not os.path.isdir(root):
+        module.fail_json(msg="root %s is not a directory." % root, changed=False)
+    if p["timeout"] is None or p["timeout"] <= 0:
+        module.fail_json(msg="timeout must be a positive number of seconds, got %s." % p["timeout"], changed=False)
+
+    def which(name):
+        return module.get_bin_path(name, opt_dirs=["/usr/local/sbin", "/usr/sbin", "/sbin"])
+
+    gpu = collect(root, p["nvidia_smi"], p["timeout"], which=which)
+    module.exit_json(changed=False, gpu=gpu, ansible_facts={"gpuhost_gpu": gpu})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""What the commands share: option types, error reporting, the console, output.
+
+Kept light: only typer is imported here. rich, ansible-runner and the views are imported
+inside the functions that need them, so ``gpuhost --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from gpuhost_cli.runner import RunResult
+
+
+class OutputFormat(str, Enum):
+    """How a command prints its result."""
+
+    table = "table"
+    json = "json"
+
+
+Inventory = Annotated[
+    str,
+    typer.Option(
+        "--inventory",
+        "-i",
+        metavar="INVENTORY",
+        help="Inventory file or directory (for example inventories/prod).",
+        show_default=False,
+    ),
+]
+Limit = Annotated[
+    Optional[str],  # noqa: UP045 - typer reads the annotation at run time
+    typer.Option("--limit", "-l", metavar="PATTERN", help="Only these hosts or groups (Ansible's --limit)."),
+]
+Format = Annotated[
+    OutputFormat,
+    typer.Option("--format", "-f", help="table for people, json for programs.", case_sensitive=False),
+]
+
+
+def help_text(text: str) -> str:
+    """Help or epilog text as typer's rich help shows it well.
+
+    Paragraphs are separated by blank lines; the lines of a paragraph are joined (the
+    terminal wraps them), except in paragraphs indented by two spaces (examples), which
+    stay as written. Square brackets are escaped so rich shows them.
+    """
+    paragraphs = []
+    for paragraph in text.strip("\n").split("\n\n"):
+        lines = paragraph.splitlines()
+        if lines and lines[0].startswith("  "):
+            paragraphs.append("\n".join(lines))
+        else:
+            paragraphs.append(" ".join(line.strip() for line in lines))
+    return "\n\n".join(paragraphs).replace("[", "\\[")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``gpuhost: message`` on stderr and exit with ``code``; no traceback."""
+    typer.echo(f"gpuhost: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn gpuhost's UserError into a one-line message and exit status."""
+    from gpuhost_cli.inputs import UserError
+
+    try:
+        yield
+    except UserError as exc:
+        fail(exc.message, exc.code)
+    except FileNotFoundError as exc:
+        fail(str(exc), 1)
+
+
+_console: Console | None = None
+
+
+def console() -> Console:
+    """gpuhost's one rich console, on stdout."""
+    global _console
+    if _console is None:
+        from rich.console import Console
+
+        _console = Console(highlight=False)
+    return _console
+
+
+def stdout_is_tty() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def print_json(data: Any) -> None:
+    """JSON on stdout, nothing else, so it can be piped."""
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def check_matched(result: RunResult, inventory: str, limit: str | None, group: str = "gpu_hosts") -> None:
+    """Exit with a clear message when the run found no host to work on."""
+    model = result.model
+    if result.interrupted:
+        fail("interrupted; the run was stopped", 130)
+    if model.no_hosts_matched or (limit and model.unmatched_patterns and not model.hosts):
+        pattern = limit or group
+        fail(f"no hosts matched '{pattern}' in {inventory}", result.rc or 2)
+    if not model.hosts and not model.stats_seen:
+        errors = model.errors()
+        detail = "; ".join(errors[-3:]) if errors else f"Ansible exited with {result.rc} before any task ran"
+        fail(detail, result.rc or 1)
+    if group in model.plays_without_hosts and not any(h.ok or h.failed or h.unreachable for h in model.hosts.values()):
+        fail(f"no hosts matched '{limit or group}' in group {group} of {inventory}", result.rc or 2)
+
+
+def live_run(enabled: bool, title: str) -> Any:
+    """A context manager yielding an on_event callback that keeps a live per-host view.
+
+    Disabled (a no-op callback) unless ``enabled``; the caller passes whether stdout is a
+    terminal and the format is a table.
+    """
+    if not enabled:
+        return contextlib.nullcontext(None)
+    from gpuhost_cli import views
+
+    return views.live_progress(console(), title)

@@ -1,0 +1,49 @@
+"""gpuhost inventory: start and look after inventories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gpuhost_cli.cli._common import help_text, user_errors
+
+INIT_HELP = """\
+Write a new inventory: DIR/hosts.yml and DIR/group_vars/gpu_hosts/*.yml.
+
+Copied from gpuhost's sample inventory, where every variable of every role is written
+out, commented, at its default. Files that exist are never overwritten without --force.
+"""
+
+INIT_EPILOG = """\
+Examples:
+
+  gpuhost inventory init inventories/prod
+  gpuhost inventory init inventories/prod --force    # overwrite the files it writes
+
+Then list the hosts in DIR/hosts.yml, uncomment what differs from the defaults in
+DIR/group_vars/gpu_hosts/*.yml, and run: gpuhost provision -i DIR --check --diff
+"""
+
+
+def init(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Directory of the new inventory.",
+                                              show_default=False)],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite files that already exist.")] = False,
+) -> None:
+    """Copy the sample inventory into DIR (help: INIT_HELP)."""
+    from gpuhost_cli import inventory_init
+
+    with user_errors():
+        written = inventory_init.write(directory, force=force)
+    for path in written:
+        typer.echo(f"wrote {path}")
+    typer.echo(f"next: list your hosts in {directory / 'hosts.yml'}, then gpuhost provision -i {directory} --check --diff")
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(help="Start and look after inventories.", no_args_is_help=True,
+                        context_settings={"help_option_names": ["-h", "--help"]})
+    group.command(help=help_text(INIT_HELP), epilog=help_text(INIT_EPILOG))(init)
+    app.add_typer(group, name="inventory")

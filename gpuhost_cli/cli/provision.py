@@ -1,0 +1,93 @@
+"""gpuhost provision: run site.yml on the inventory's GPU hosts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from gpuhost_cli.cli._common import (
+    Format,
+    Inventory,
+    Limit,
+    OutputFormat,
+    check_matched,
+    console,
+    help_text,
+    live_run,
+    print_json,
+    stdout_is_tty,
+    user_errors,
+)
+
+HELP = """\
+Turn the inventory's gpu_hosts into GPU container hosts (runs site.yml).
+
+Checks the Ansible version and every host's variables first; nothing changes on any
+host when that fails. Then installs the NVIDIA Container Toolkit and Docker, adds the
+docker_users to the docker group, and merges the daemon.json settings. Shows each host's
+progress while it runs, then a summary per host.
+"""
+
+EPILOG = """\
+Examples:
+
+  gpuhost provision -i inventories/prod --check --diff    # what would change
+  gpuhost provision -i inventories/prod                   # do it
+  gpuhost provision -i inventories/prod --limit gpu-node-1 --tags daemon
+  gpuhost provision -i inventories/prod -e @overrides.yml -e docker_users='[alice, bob]'
+  gpuhost provision -i inventories/prod --format json | jq .hosts
+
+The exit status is Ansible's: 0 when every host succeeded.
+"""
+
+
+def provision(
+    inventory: Inventory,
+    limit: Limit = None,
+    tags: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--tags", "-t", metavar="TAGS",
+                     help="Only these parts, comma-separated: toolkit, docker, users, daemon."),
+    ] = None,
+    check: Annotated[bool, typer.Option("--check", "-C", help="Change nothing; report what would change.")] = False,
+    diff: Annotated[bool, typer.Option("--diff", "-D", help="Show the changes to files.")] = False,
+    extra_vars: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Option("--extra-vars", "-e", metavar="@FILE|KEY=VALUE",
+                     help="Extra variables: @file.yml (a YAML or JSON mapping) or key=value (the value is "
+                          "read as YAML: 3, true, \\[a, b]). Repeat to add more."),
+    ] = None,
+    forks: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--forks", min=1, metavar="N", help="Hosts worked on at once (default: ansible.cfg's 20)."),
+    ] = None,
+    output: Format = OutputFormat.table,
+) -> None:
+    """Run site.yml on the inventory's gpu_hosts (help: HELP)."""
+    from gpuhost_cli import inputs
+
+    with user_errors():
+        path = inputs.check_inventory(inventory)
+        variables = inputs.parse_extra_vars(extra_vars)
+
+    from gpuhost_cli import runner, views
+
+    show_live = output is OutputFormat.table and stdout_is_tty()
+    with user_errors(), live_run(show_live, "gpuhost provision") as on_event:
+        result = runner.run_playbook(
+            "site", path, limit=limit, tags=tags, check=check, diff=diff, forks=forks,
+            extravars=variables, on_event=on_event,
+        )
+    check_matched(result, inventory, limit)
+
+    if output is OutputFormat.json:
+        print_json({"hosts": result.model.to_dict(), "rc": result.rc, "ok": result.ok})
+    else:
+        title = "gpuhost provision" + (" (check mode: nothing was changed)" if check else "")
+        console().print(views.summary_table(result.model, title=title))
+    raise typer.Exit(result.rc)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(help=help_text(HELP), epilog=help_text(EPILOG))(provision)

@@ -1,0 +1,387 @@
+"""A per-host model of an Ansible run, built from ansible-runner's event stream.
+
+ansible-runner hands every event Ansible's callback emits to an ``event_handler`` as a dict:
+
+    {"event": "runner_on_failed", "counter": 12, "created": "2025-01-01T10:00:03.5",
+     "stdout": "fatal: [gpu1]: FAILED! ...",
+     "event_data": {"host": "gpu1", "task": "Docker | Install", "task_action": "apt",
+                    "res": {"msg": "...", "changed": false}, "ignore_errors": null, ...}}
+
+:class:`RunModel` folds these into one :class:`HostRun` per host: the task it is running,
+its ok/changed/failed/unreachable/skipped counts, when it started and ended, the first
+error that stopped it, whether the docker_daemon role deferred it, and what it recorded
+with ``set_stats``. It is pure (no I/O, no ansible-runner import), so the command line's
+progress view and summaries, and the tests, share it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = ["DEFERRED_PREFIX", "HostRun", "RunModel", "result_message"]
+
+#: The docker_daemon role reports a host it leaves alone with a debug message starting so.
+DEFERRED_PREFIX = "DEFERRED "
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_UNMATCHED = re.compile(r"Could not match supplied host pattern, ignoring: (\S+)")
+_NO_HOSTS = ("leaves us with no hosts to target", "No hosts matched, nothing to do")
+_LEADS = ("Task failed: ", "Action failed: ")
+_STATS_FIELDS = {
+    "ok": "ok",
+    "changed": "changed",
+    "failures": "failed",
+    "dark": "unreachable",
+    "skipped": "skipped",
+    "rescued": "rescued",
+    "ignored": "ignored",
+}
+
+
+def _plain(text: Any) -> str:
+    return _ANSI.sub("", str(text)).replace("\r", "")
+
+
+def _last_lines(text: Any, count: int = 3) -> str:
+    lines = [line.strip() for line in _plain(text).splitlines() if line.strip()]
+    return " | ".join(lines[-count:])
+
+
+def _strip_leads(text: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for lead in _LEADS:
+            if text.startswith(lead):
+                text = text[len(lead):]
+                changed = True
+    return text
+
+
+def result_message(res: Mapping[str, Any] | None) -> str:
+    """The words that say why a task result failed, from Ansible's result dict.
+
+    ``msg`` first (without Ansible's "Task failed: " lead); for a loop the first failed
+    item's; for a module crash or a command's non-zero exit, the end of what it wrote to
+    stderr as well.
+    """
+    if not isinstance(res, Mapping):
+        return "failed (no details)"
+    items = res.get("results")
+    if isinstance(items, list):
+        for item in items:
+            if isinstance(item, Mapping) and (item.get("failed") or item.get("unreachable")):
+                return result_message(item)
+    msg = res.get("msg")
+    text = _strip_leads(_plain(msg).strip()) if msg not in (None, "") else ""
+    stderr = res.get("module_stderr") or res.get("stderr") or ""
+    if text.startswith("MODULE FAILURE") or text == "non-zero return code" or not text:
+        tail = _last_lines(stderr) or _last_lines(res.get("module_stdout") or res.get("stdout") or "")
+        if not text:
+            text = tail or (f"rc {res['rc']}" if "rc" in res else "failed (no message)")
+        elif tail:
+            text = f"{text.splitlines()[0]}: {tail}"
+        if "rc" in res and "rc " not in text:
+            text = f"{text} (rc {res['rc']})"
+    return text
+
+
+def _time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+@dataclass
+class HostRun:
+    """What one host did in a run."""
+
+    name: str
+    task: str | None = None
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+    rescued: int = 0
+    ignored: int = 0
+    started: datetime | None = None
+    ended: datetime | None = None
+    error: str | None = None
+    error_task: str | None = None
+    deferred: str | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    results: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    done: bool = False
+    _pending_failure: str | None = field(default=None, repr=False)
+    _item_errors: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def elapsed(self) -> float | None:
+        """Seconds from the first task to the last result, None before the first task."""
+        if self.started is None or self.ended is None:
+            return None
+        return max(0.0, (self.ended - self.started).total_seconds())
+
+    @property
+    def status(self) -> str:
+        """unreachable, failed, deferred, changed, ok, or running (no recap yet)."""
+        if self.unreachable:
+            return "unreachable"
+        if self.failed:
+            return "failed"
+        if self.deferred:
+            return "deferred"
+        if not self.done:
+            return "running"
+        return "changed" if self.changed else "ok"
+
+    @property
+    def succeeded(self) -> bool:
+        return not (self.unreachable or self.failed)
+
+    def to_dict(self) -> dict[str, Any]:
+        elapsed = self.elapsed
+        return {
+            "status": self.status,
+            "ok": self.ok,
+            "changed": self.changed,
+            "failed": self.failed,
+            "unreachable": self.unreachable,
+            "skipped": self.skipped,
+            "rescued": self.rescued,
+            "ignored": self.ignored,
+            "deferred": self.deferred is not None,
+            "deferred_message": self.deferred,
+            "elapsed": round(elapsed, 3) if elapsed is not None else None,
+            "error": self.error,
+            "error_task": self.error_task,
+        }
+
+
+class RunModel:
+    """Every host of a run, updated one ansible-runner event at a time (:meth:`handle`)."""
+
+    def __init__(self, keep_results: Iterable[str] = ()) -> None:
+        #: Task actions (module names) whose last result each host keeps in HostRun.results.
+        self.keep_results = frozenset(keep_results)
+        self.hosts: dict[str, HostRun] = {}
+        self.stats_seen = False
+        self.finished = False
+        self.unmatched_patterns: list[str] = []
+        self.plays_without_hosts: list[str] = []
+        self.no_hosts_matched = False
+        self.messages: list[str] = []
+        self.artifact_data: dict[str, Any] = {}
+        self._play_pattern: str | None = None
+
+    @classmethod
+    def from_events(cls, events: Iterable[Mapping[str, Any]], keep_results: Iterable[str] = ()) -> RunModel:
+        model = cls(keep_results)
+        for event in events:
+            model.handle(event)
+        return model
+
+    # ---- Views ---------------------------------------------------------------------------
+
+    @property
+    def ok(self) -> bool:
+        """The run reached its recap and no host failed or was unreachable."""
+        return self.stats_seen and bool(self.hosts) and all(h.succeeded for h in self.hosts.values())
+
+    def errors(self) -> list[str]:
+        """Ansible's own error lines (an unreadable playbook or inventory, no hosts...)."""
+        found = []
+        for text in self.messages:
+            for line in text.splitlines():
+                line = line.strip()
+                if line.startswith("[ERROR]:"):
+                    found.append(_strip_leads(line[len("[ERROR]:"):].strip()))
+                elif line.startswith("ERROR!"):
+                    found.append(_strip_leads(line[len("ERROR!"):].strip()))
+        return found
+
+    def failed_hosts(self) -> list[HostRun]:
+        return [h for h in self.hosts.values() if not h.succeeded]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: host.to_dict() for name, host in sorted(self.hosts.items())}
+
+    # ---- Folding events ------------------------------------------------------------------
+
+    def host(self, name: str) -> HostRun:
+        if name not in self.hosts:
+            self.hosts[name] = HostRun(name)
+        return self.hosts[name]
+
+    def handle(self, event: Mapping[str, Any]) -> bool:
+        """Fold one event in. Returns True, as ansible-runner's event_handler must to keep it."""
+        kind = event.get("event")
+        data = event.get("event_data") or {}
+        if not isinstance(data, Mapping):
+            data = {}
+        created = _time(event.get("created"))
+        handler = getattr(self, f"_on_{kind}", None)
+        if handler is not None:
+            handler(data, created, event)
+        return True
+
+    def _touch(self, data: Mapping[str, Any], created: datetime | None) -> HostRun | None:
+        name = data.get("host")
+        if not name:
+            return None
+        host = self.host(str(name))
+        if created is not None:
+            if host.started is None:
+                host.started = created
+            host.ended = created
+        return host
+
+    def _keep(self, host: HostRun, data: Mapping[str, Any]) -> None:
+        action = data.get("task_action")
+        res = data.get("res")
+        if action in self.keep_results and isinstance(res, Mapping):
+            host.results[str(action)] = res
+
+    def _continued(self, host: HostRun) -> None:
+        """A host that runs another task after a failure had that failure rescued."""
+        if host._pending_failure is not None:
+            host.failed = max(0, host.failed - 1)
+            host.rescued += 1
+            if host.error_task == host._pending_failure:
+                host.error = None
+                host.error_task = None
+            host._pending_failure = None
+
+    def _on_playbook_on_play_start(self, data, created, event) -> None:
+        self._play_pattern = data.get("pattern") or data.get("play_pattern") or data.get("name")
+
+    def _on_playbook_on_no_hosts_matched(self, data, created, event) -> None:
+        pattern = data.get("play_pattern") or self._play_pattern or ""
+        self.plays_without_hosts.append(str(pattern))
+
+    def _on_runner_on_start(self, data, created, event) -> None:
+        host = self._touch(data, created)
+        if host is not None:
+            host.task = data.get("task") or host.task
+
+    def _on_runner_on_ok(self, data, created, event) -> None:
+        host = self._touch(data, created)
+        if host is None:
+            return
+        self._continued(host)
+        self._keep(host, data)
+        res = data.get("res") or {}
+        host.ok += 1
+        if isinstance(res, Mapping):
+            if res.get("changed"):
+                host.changed += 1
+            msg = res.get("msg")
+            if isinstance(msg, str) and msg.startswith(DEFERRED_PREFIX):
+                host.deferred = msg[len(DEFERRED_PREFIX):].strip()
+            stats = res.get("ansible_stats")
+            if isinstance(stats, Mapping) and isinstance(stats.get("data"), Mapping):
+                if stats.get("aggregate", True):
+                    _merge(host.stats, stats["data"])
+                else:
+                    host.stats.update(stats["data"])
+
+    def _on_runner_on_skipped(self, data, created, event) -> None:
+        host = self._touch(data, created)
+        if host is not None:
+            self._continued(host)
+            host.skipped += 1
+
+    def _on_runner_on_failed(self, data, created, event) -> None:
+        host = self._touch(data, created)
+        if host is None:
+            return
+        self._continued(host)
+        self._keep(host, data)
+        task = str(data.get("task") or "")
+        if data.get("ignore_errors"):
+            host.ignored += 1
+            host._item_errors.pop(task, None)
+            return
+        host.failed += 1
+        host._pending_failure = task
+        message = host._item_errors.pop(task, None) or result_message(data.get("res"))
+        if host.error is None:
+            host.error = message
+            host.error_task = task
+
+    def _on_runner_on_unreachable(self, data, created, event) -> None:
+        host = self._touch(data, created)
+        if host is None:
+            return
+        self._continued(host)
+        host.unreachable += 1
+        if host.error is None or host.failed == 0:
+            host.error = result_message(data.get("res"))
+            host.error_task = str(data.get("task") or "")
+
+    def _on_runner_item_on_failed(self, data, created, event) -> None:
+        host = self._touch(data, created)
+        if host is not None:
+            task = str(data.get("task") or "")
+            host._item_errors.setdefault(task, result_message(data.get("res")))
+
+    def _on_runner_item_on_ok(self, data, created, event) -> None:
+        self._touch(data, created)
+
+    def _on_runner_retry(self, data, created, event) -> None:
+        self._touch(data, created)
+
+    def _on_runner_item_on_skipped(self, data, created, event) -> None:
+        self._touch(data, created)
+
+    def _on_verbose(self, data, created, event) -> None:
+        text = _plain(event.get("stdout") or "").strip()
+        if not text:
+            return
+        self.messages.append(text)
+        for pattern in _UNMATCHED.findall(text):
+            if pattern not in self.unmatched_patterns:
+                self.unmatched_patterns.append(pattern)
+        if any(phrase in text for phrase in _NO_HOSTS):
+            self.no_hosts_matched = True
+
+    _on_warning = _on_verbose
+    _on_error = _on_verbose
+
+    def _on_playbook_on_stats(self, data, created, event) -> None:
+        self.stats_seen = True
+        self.finished = True
+        for key, attr in _STATS_FIELDS.items():
+            counts = data.get(key)
+            if not isinstance(counts, Mapping):
+                continue
+            for name, count in counts.items():
+                setattr(self.host(str(name)), attr, int(count or 0))
+        for host in self.hosts.values():
+            host.done = True
+            host.task = None
+        artifact = data.get("artifact_data")
+        if isinstance(artifact, Mapping):
+            self.artifact_data = dict(artifact)
+
+
+def _merge(into: dict[str, Any], data: Mapping[str, Any]) -> None:
+    """set_stats' aggregate: mappings merge, lists extend, anything else replaces."""
+    for key, value in data.items():
+        old = into.get(key)
+        if isinstance(old, dict) and isinstance(value, Mapping):
+            old.update(value)
+        elif isinstance(old, list) and isinstance(value, list):
+            old.extend(value)
+        else:
+            into[key] = value

@@ -1,0 +1,118 @@
+"""Checks of what a user hands the command line, before anything runs.
+
+Each check raises :class:`UserError` with one short sentence that names the input and
+what to do; the command line prints it as ``gpuhost: <message>`` without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["UserError", "check_inventory", "parse_extra_vars", "describe_inventory"]
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class UserError(Exception):
+    """A mistake in the user's input; ``code`` is the exit status (2, as for usage errors)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def check_inventory(inventory: str | os.PathLike[str]) -> Path:
+    """The inventory as an absolute path; it must exist and be readable."""
+    text = str(inventory)
+    if not text:
+        raise UserError("no inventory given; pass -i INVENTORY (a hosts.yml file or an inventory directory)")
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise UserError(f"inventory '{text}' not found")
+    if path.is_dir():
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise UserError(f"inventory '{text}' is not readable")
+    elif not path.is_file() or not os.access(path, os.R_OK):
+        raise UserError(f"inventory '{text}' is not readable")
+    return path.resolve()
+
+
+def describe_inventory(inventory: str | os.PathLike[str]) -> str:
+    """The inventory as the user wrote it, for messages."""
+    return str(inventory)
+
+
+def _load_vars_file(spec: str) -> dict[str, Any]:
+    name = spec[1:]
+    if not name:
+        raise UserError("-e @ needs a file name: -e @vars.yml")
+    path = Path(name).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"extra vars file '{name}' not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"extra vars file '{name}' is not readable: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" (line {mark.line + 1}, column {mark.column + 1})"
+        elif isinstance(exc, json.JSONDecodeError):
+            where = f" (line {exc.lineno}, column {exc.colno})"
+        raise UserError(f"extra vars file '{name}' is not valid YAML or JSON{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(
+            f"extra vars file '{name}' must hold a mapping of variable names to values, not a {type(data).__name__}"
+        )
+    for key in data:
+        if not isinstance(key, str) or not _NAME.match(key):
+            raise UserError(f"extra vars file '{name}': {key!r} is not a valid variable name")
+    return data
+
+
+def _parse_pair(spec: str) -> dict[str, Any]:
+    if "=" not in spec:
+        raise UserError(
+            f"-e '{spec}': write key=value (the value is read as YAML: 3, true, [a, b]) or @file.yml"
+        )
+    key, _, raw = spec.partition("=")
+    key = key.strip()
+    if not _NAME.match(key):
+        raise UserError(f"-e '{spec}': '{key}' is not a valid variable name")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        raise UserError(f"-e '{spec}': the value is not valid YAML; quote it: {key}='\"{raw}\"'") from None
+    return {key: value}
+
+
+def parse_extra_vars(specs: Iterable[str] | None) -> dict[str, Any]:
+    """Merge ``-e`` arguments into one dict of typed values.
+
+    Each is ``@file`` (a YAML or JSON mapping) or ``key=value``, whose value is read as
+    YAML: ``n=3`` gives the int 3, ``flag=true`` a bool, ``users=[a, b]`` a list. A later
+    argument overrides an earlier one, key by key.
+    """
+    merged: dict[str, Any] = {}
+    for spec in specs or ():
+        if spec.startswith("@"):
+            merged.update(_load_vars_file(spec))
+        else:
+            merged.update(_parse_pair(spec))
+    return merged

@@ -1,0 +1,278 @@
+#!/usr/bin/env bash
+# Build the local signed apt mirror that stands in for Docker's and NVIDIA's
+# repositories in tests and in the lab, then (with --serve) run it as a container on the
+# test network. Every package in it is a STAND-IN: it carries the real package name and
+# installs the real entry points, but it is not the vendor's software.
+#
+#   GPUHOST_MIRROR_KEYS=DIR build-mirror.sh [--serve]
+#
+# DIR holds {docker,nvidia,rogue}-standin.secret.asc and .public.asc: keys made for the
+# stand-in mirror only. The mirror is built under $GPUHOST_CACHE/mirror.
+#
+# Layout served at http://gpuhost-mirror:8080/ :
+#   linux/debian/gpg, linux/debian/dists/{bookworm,trixie}/...      (Docker's layout)
+#   libnvidia-container/gpgkey, libnvidia-container/{stable,experimental}/deb/ARCH/  (NVIDIA's)
+#   rogue/libnvidia-container/...   NVIDIA's layout and key, but signed by another key
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=gpuhost_cli/lab/assets/common.sh
+source "$here/common.sh"
+
+out="$GPUHOST_CACHE/mirror"
+keys="${GPUHOST_MIRROR_KEYS:?set GPUHOST_MIRROR_KEYS to the directory of the stand-in mirror keys}"
+arch="$(dpkg --print-architecture)"
+
+# Toolkit versions in the stand-in repository: two stable ones so pinning, upgrade
+# and downgrade are tested, one experimental.
+toolkit_stable=(1.17.7-1 1.17.8-1)
+toolkit_experimental=(1.18.0~rc.1-1)
+docker_upstream="27.5.1"
+
+serve=0
+[ "${1:-}" = "--serve" ] && serve=1
+
+work="$(mktemp -d)"
+trap 'gpgconf --homedir "$work/gnupg" --kill gpg-agent 2>/dev/null || true; rm -rf "$work"' EXIT
+export GNUPGHOME="$work/gnupg"
+mkdir -m 0700 "$GNUPGHOME"
+for k in docker nvidia rogue; do
+  gpg --batch -q --import "$keys/$k-standin.secret.asc" 2>/dev/null
+done
+fpr_of() { gpg --with-colons --list-keys "$1-standin@gpuhost.invalid" | awk -F: '/^fpr/{print $10; exit}'; }
+
+# build_deb NAME VERSION DEPENDS DEST_DIR [SRC_FILE:INSTALL_PATH ...]
+build_deb() {
+  local name="$1" version="$2" depends="$3" dest="$4"
+  shift 4
+  local root="$work/pkg/$name-$version"
+  rm -rf "$root"
+  mkdir -p "$root/DEBIAN" "$root/usr/share/doc/$name"
+  {
+    echo "Package: $name"
+    echo "Version: $version"
+    echo "Architecture: $arch"
+    echo "Maintainer: gpuhost tests <tests@gpuhost.invalid>"
+    [ -n "$depends" ] && echo "Depends: $depends"
+    echo "Section: utils"
+    echo "Priority: optional"
+    echo "Description: STAND-IN for $name, built for gpuhost's tests"
+    echo " Carries the real package name and entry points; not the vendor's software."
+  } >"$root/DEBIAN/control"
+  echo "STAND-IN package built for gpuhost's tests: $name $version" \
+    >"$root/usr/share/doc/$name/STAND-IN"
+  local spec src dst
+  for spec in "$@"; do
+    src="${spec%%:*}"
+    dst="${spec#*:}"
+    mkdir -p "$root$(dirname "$dst")"
+    sed "s/@VERSION@/${version%%-*}/g" "$src" >"$root$dst"
+    chmod 0755 "$root$dst"
+  done
+  mkdir -p "$dest"
+  # File names carry no epoch, as in Docker's pool.
+  dpkg-deb --root-owner-group -Zxz -b "$root" "$dest/${name}_${version#*:}_${arch}.deb" >/dev/null
+}
+
+# sign_release DIR KEY: write Release.gpg and InRelease next to DIR/Release.
+sign_release() {
+  local dir="$1" fpr
+  fpr="$(fpr_of "$2")"
+  gpg --batch -q --yes -u "$fpr" --armor --detach-sign -o "$dir/Release.gpg" "$dir/Release"
+  gpg --batch -q --yes -u "$fpr" --clearsign -o "$dir/InRelease" "$dir/Release"
+}
+
+# flat_repo DIR KEY VERSION...: NVIDIA's flat layout, DIR/deb/ARCH/{Packages,Release,...}
+flat_repo() {
+  local base="$1" key="$2"
+  shift 2
+  local dir="$base/deb/$arch" v
+  mkdir -p "$dir"
+  for v in "$@"; do
+    build_deb libnvidia-container1 "$v" "" "$dir"
+    build_deb libnvidia-container-tools "$v" "libnvidia-container1 (= $v)" "$dir" \
+      "$here/standin/nvidia-container-cli:/usr/bin/nvidia-container-cli"
+    build_deb nvidia-container-toolkit-base "$v" "" "$dir" \
+      "$here/standin/nvidia-container-runtime:/usr/bin/nvidia-container-runtime" \
+      "$here/standin/nvidia-ctk:/usr/bin/nvidia-ctk"
+    build_deb nvidia-container-toolkit "$v" \
+      "nvidia-container-toolkit-base (= $v), libnvidia-container-tools (>= $v)" "$dir" \
+      "$here/standin/nvidia-container-runtime-hook:/usr/bin/nvidia-container-runtime-hook"
+  done
+  build_deb nvidia-docker2 2.14.0-1 "nvidia-container-toolkit (>= 1.5.0)" "$dir" \
+    "$here/standin/nvidia-docker:/usr/bin/nvidia-docker"
+  (cd "$dir" && apt-ftparchive packages . >Packages && gzip -9kf Packages \
+    && apt-ftparchive -o APT::FTPArchive::Release::Origin="gpuhost stand-in" \
+      -o APT::FTPArchive::Release::Label="gpuhost stand-in" release . >Release)
+  sign_release "$dir" "$key"
+}
+
+# fetch_debian_debs CODENAME PACKAGE...: Debian's own .debs for CODENAME, downloaded once
+# inside that release's test-host image and kept in the cache.
+fetch_debian_debs() {
+  local codename="$1" name
+  shift
+  local dir="$GPUHOST_CACHE/debian-debs/$codename"
+  mkdir -p "$dir"
+  local missing=()
+  for name in "$@"; do
+    compgen -G "$dir/${name}_*.deb" >/dev/null || missing+=("$name")
+  done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  case "$codename" in bookworm) name=debian12 ;; trixie) name=debian13 ;; esac
+  local image
+  image="$(test_image_ref "$name")"
+  docker image inspect "$image" >/dev/null 2>&1 || "$here/build-images.sh" "$name"
+  log "downloading ${missing[*]} for $codename"
+  docker run --rm -v "$dir:/dl" "$image" \
+    bash -c "apt-get update -qq && cd /dl && apt-get download -qq ${missing[*]}" >/dev/null
+}
+
+# repack_deb SOURCE_DEB NAME VERSION DEST DEPENDS CONFLICTS: Debian's package under the
+# upstream name, so Docker's package names install a daemon that really runs.
+repack_deb() {
+  local src="$1" name="$2" version="$3" dest="$4" depends="$5" conflicts="$6"
+  local root="$work/repack/$name"
+  rm -rf "$root"
+  mkdir -p "$(dirname "$root")"
+  dpkg-deb -R "$src" "$root"
+  python3 - "$root/DEBIAN/control" "$name" "$version" "$depends" "$conflicts" <<'PY'
+import sys
+path, name, version, extra_depends, conflicts = sys.argv[1:]
+fields, key = {}, None
+for line in open(path, encoding="utf-8").read().splitlines():
+    if line.startswith((" ", "\t")) and key:
+        fields[key] += "\n" + line
+    else:
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+for drop in ("Source", "Conflicts", "Breaks", "Replaces", "Provides", "Recommends", "Suggests", "Built-Using"):
+    fields.pop(drop, None)
+fields["Package"] = name
+fields["Version"] = version
+fields["Maintainer"] = "gpuhost tests <tests@gpuhost.invalid>"
+deps = [d for d in [fields.get("Depends", ""), extra_depends] if d]
+if deps:
+    fields["Depends"] = ", ".join(deps)
+if conflicts:
+    fields["Conflicts"] = conflicts
+    fields["Replaces"] = conflicts
+fields["Description"] = (
+    f"STAND-IN for {name}, built for gpuhost's tests\n"
+    " Debian's own package under Docker's package name; not Docker's build."
+)
+with open(path, "w", encoding="utf-8") as out:
+    for k, v in fields.items():
+        out.write(f"{k}: {v}\n")
+PY
+  mkdir -p "$root/usr/share/doc/$name"
+  echo "STAND-IN package built for gpuhost's tests: $name $version (Debian's $(basename "$src"))" \
+    >"$root/usr/share/doc/$name/STAND-IN"
+  mkdir -p "$dest"
+  # File names carry no epoch, as in Docker's pool. Fast compression: these are large.
+  dpkg-deb --root-owner-group -Zgzip -z1 -b "$root" "$dest/${name}_${version#*:}_${arch}.deb" >/dev/null
+}
+
+# docker_repo CODENAME: Docker's layout, linux/debian/dists/CODENAME/stable/binary-ARCH.
+# docker-ce is Debian's docker.io repacked (Debian's docker.io conflicts with docker-ce, so
+# it cannot simply depend on it); on trixie, where the client is its own package,
+# docker-ce-cli is Debian's docker-cli repacked.
+docker_repo() {
+  local codename="$1" major version base="$out/linux/debian"
+  case "$codename" in bookworm) major=12 ;; trixie) major=13 ;; esac
+  version="5:${docker_upstream}-1~debian.${major}~${codename}"
+  local pool="$base/pool/stable/$codename"
+  local debs="$GPUHOST_CACHE/debian-debs/$codename"
+  if [ "$codename" = trixie ]; then
+    fetch_debian_debs "$codename" docker.io docker-cli
+    repack_deb "$(ls "$debs"/docker-cli_*.deb | head -n1)" docker-ce-cli "$version" "$pool" "" "docker-cli"
+  else
+    fetch_debian_debs "$codename" docker.io
+    build_deb docker-ce-cli "$version" "" "$pool"
+  fi
+  repack_deb "$(ls "$debs"/docker.io_*.deb | head -n1)" docker-ce "$version" "$pool" \
+    "docker-ce-cli (= $version), containerd.io" "docker.io, docker-engine"
+  build_deb containerd.io 1.7.25-1 "containerd" "$pool"
+  build_deb docker-buildx-plugin 0.20.0-1~debian.${major}~${codename} "" "$pool"
+  build_deb docker-compose-plugin 2.32.4-1~debian.${major}~${codename} "" "$pool"
+  local dists="$base/dists/$codename"
+  mkdir -p "$dists/stable/binary-$arch"
+  (cd "$base" && apt-ftparchive packages "pool/stable/$codename" >"dists/$codename/stable/binary-$arch/Packages")
+  gzip -9kf "$dists/stable/binary-$arch/Packages"
+  apt-ftparchive \
+    -o APT::FTPArchive::Release::Origin="gpuhost stand-in" \
+    -o APT::FTPArchive::Release::Label="gpuhost stand-in" \
+    -o APT::FTPArchive::Release::Suite="$codename" \
+    -o APT::FTPArchive::Release::Codename="$codename" \
+    -o APT::FTPArchive::Release::Components=stable \
+    -o APT::FTPArchive::Release::Architectures="$arch" \
+    release "$dists" >"$work/Release"
+  mv "$work/Release" "$dists/Release"
+  sign_release "$dists" docker
+}
+
+build() {
+  log "building the stand-in mirror in $out"
+  rm -rf "$out.new"
+  local save="$out"
+  out="$out.new"
+  mkdir -p "$out/linux/debian" "$out/libnvidia-container" "$out/rogue/libnvidia-container"
+  cp "$keys/docker-standin.public.asc" "$out/linux/debian/gpg"
+  cp "$keys/nvidia-standin.public.asc" "$out/libnvidia-container/gpgkey"
+  docker_repo bookworm
+  docker_repo trixie
+  flat_repo "$out/libnvidia-container/stable" nvidia "${toolkit_stable[@]}"
+  flat_repo "$out/libnvidia-container/experimental" nvidia "${toolkit_experimental[@]}"
+  # A repository that serves NVIDIA's key but whose index another key signed.
+  cp "$keys/nvidia-standin.public.asc" "$out/rogue/libnvidia-container/gpgkey"
+  flat_repo "$out/rogue/libnvidia-container/stable" rogue "${toolkit_stable[@]}"
+  # Build stamp: the inputs' checksum, so an unchanged mirror is not rebuilt.
+  echo "$inputs_sum" >"$out/.inputs"
+  rm -rf "$save"
+  mv "$out" "$save"
+  out="$save"
+}
+
+inputs_sum="$(cat "$0" "$here"/standin/* "$keys"/*.asc | sha256sum | cut -d' ' -f1)"
+rebuilt=0
+if [ -f "$out/.inputs" ] && [ "$(cat "$out/.inputs")" = "$inputs_sum" ]; then
+  log "stand-in mirror in $out is up to date"
+else
+  build
+  rebuilt=1
+  # A mirror container serving the old tree sees an empty directory now: restart it.
+  if [ "$serve" -eq 0 ] && command -v docker >/dev/null 2>&1 \
+    && [ "$(docker inspect --format '{{range .Mounts}}{{.Source}}{{end}}' "$GPUHOST_MIRROR_NAME" 2>/dev/null)" = "$out" ]; then
+    docker restart "$GPUHOST_MIRROR_NAME" >/dev/null
+  fi
+fi
+
+if [ "$serve" -eq 1 ]; then
+  ensure_docker_engine
+  ensure_test_network
+  image="$(test_image_ref debian12)"
+  docker image inspect "$image" >/dev/null 2>&1 || "$here/build-images.sh" debian12
+  if docker container inspect "$GPUHOST_MIRROR_NAME" >/dev/null 2>&1; then
+    serving="$(docker inspect --format '{{.State.Running}} {{range .Mounts}}{{.Source}}{{end}}' "$GPUHOST_MIRROR_NAME")"
+    if [ "$rebuilt" -eq 0 ] && [ "$serving" = "true $out" ]; then
+      log "stand-in mirror already serving $out"
+      exit 0
+    fi
+    docker rm -f "$GPUHOST_MIRROR_NAME" >/dev/null
+  fi
+  docker run -d --name "$GPUHOST_MIRROR_NAME" --network "$GPUHOST_TEST_NETWORK" \
+    --network-alias "$GPUHOST_MIRROR_NAME" \
+    -v "$out:/srv/mirror:ro" "$image" \
+    python3 -m http.server 8080 --directory /srv/mirror >/dev/null
+  for _ in $(seq 1 30); do
+    if docker exec "$GPUHOST_MIRROR_NAME" python3 -c \
+      "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/libnvidia-container/gpgkey')" \
+      >/dev/null 2>&1; then
+      log "stand-in mirror serving at http://$GPUHOST_MIRROR_NAME:8080/ on network $GPUHOST_TEST_NETWORK"
+      exit 0
+    fi
+    sleep 1
+  done
+  docker logs "$GPUHOST_MIRROR_NAME" >&2 || true
+  die "the stand-in mirror did not answer"
+fi

@@ -1,0 +1,341 @@
+"""Start, describe and remove the lab fleet (see the package docstring)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import yaml
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+
+#: Debian releases the lab can run, by the name gpuhost uses for them.
+DISTROS = ("debian12", "debian13")
+
+#: What a systemd host with Docker inside needs where --privileged is refused.
+CAPABILITIES = (
+    "SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE", "SYS_MODULE", "SYS_NICE", "SYS_TIME", "IPC_LOCK",
+    "MKNOD", "NET_RAW", "AUDIT_CONTROL", "SYSLOG", "DAC_READ_SEARCH", "LINUX_IMMUTABLE",
+)
+
+MIRROR_PORT = 8080
+KEY_NAMES = ("docker", "nvidia", "rogue")
+STAND_IN_NOTICE = (
+    "The lab's Docker and NVIDIA repositories are a local STAND-IN mirror: packages under the "
+    "real names that install the real entry points, signed with keys made for the lab. They are "
+    "not Docker's or NVIDIA's software."
+)
+
+
+class LabError(Exception):
+    """A lab operation that cannot go on; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class LabHost:
+    name: str
+    distro: str
+    address: str
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "gpuhost" / "lab"
+
+
+def distros_for(count: int, distro: str) -> list[str]:
+    """The release of each of ``count`` hosts; "mixed" alternates Debian 12 and 13."""
+    if count < 1:
+        raise LabError(f"--hosts must be at least 1, got {count}")
+    if distro == "mixed":
+        return [DISTROS[i % len(DISTROS)] for i in range(count)]
+    if distro not in DISTROS:
+        raise LabError(f"--distro must be one of {', '.join(DISTROS)} or mixed, got {distro!r}")
+    return [distro] * count
+
+
+def inventory_documents(hosts: Sequence[LabHost], ssh_key: Path, mirror: str,
+                        fingerprints: dict[str, str]) -> dict[str, dict]:
+    """The lab inventory: hosts.yml and group_vars/gpu_hosts/lab.yml, as data."""
+    hosts_yml = {
+        "all": {
+            "children": {
+                "gpu_hosts": {
+                    "hosts": {h.name: {"ansible_host": h.address} for h in hosts},
+                    "vars": {
+                        "ansible_user": "root",
+                        "ansible_ssh_private_key_file": str(ssh_key),
+                        "ansible_ssh_common_args": (
+                            "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+                        ),
+                        "ansible_python_interpreter": "/usr/bin/python3",
+                    },
+                }
+            }
+        }
+    }
+    lab_vars = {
+        "docker_apt_repo_url": f"{mirror}/linux",
+        "docker_apt_key_fingerprint": fingerprints["docker"],
+        "nvidia_container_toolkit_repo_url": f"{mirror}/libnvidia-container",
+        "nvidia_container_toolkit_key_fingerprint": fingerprints["nvidia"],
+        # Overlay on overlay does not work inside a container: Docker in a lab host uses vfs.
+        "docker_daemon_options": {"storage-driver": "vfs"},
+    }
+    return {"hosts.yml": hosts_yml, "group_vars/gpu_hosts/lab.yml": lab_vars}
+
+
+LAB_VARS_HEADER = f"""---
+# {STAND_IN_NOTICE}
+# To use the real upstream repositories instead (the lab hosts then need network access to
+# download.docker.com and nvidia.github.io), delete the four repository lines below: the
+# roles' defaults point at the vendors' repositories and published keys.
+"""
+
+
+def write_inventory(directory: Path, documents: dict[str, dict]) -> Path:
+    """Write the inventory files; returns the inventory directory."""
+    for relative, data in documents.items():
+        path = directory / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = LAB_VARS_HEADER if relative.endswith("lab.yml") else "---\n# Written by gpuhost lab up.\n"
+        path.write_text(header + yaml.safe_dump(data, sort_keys=False, default_flow_style=False),
+                        encoding="utf-8")
+    return directory
+
+
+@dataclass
+class Lab:
+    """The lab on this machine's Docker engine."""
+
+    state_dir: Path = field(default_factory=default_state_dir)
+    prefix: str = "gpuhost-lab"
+    image_repo: str = "gpuhost-test"
+    log: Callable[[str], None] = lambda message: print(message, file=sys.stderr)
+
+    @property
+    def network(self) -> str:
+        return self.prefix
+
+    @property
+    def mirror_name(self) -> str:
+        return f"{self.prefix}-mirror"
+
+    @property
+    def inventory_dir(self) -> Path:
+        return self.state_dir / "inventory"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.state_dir / "mirror-keys"
+
+    @property
+    def ssh_key(self) -> Path:
+        return self.state_dir / "id_ed25519"
+
+    @property
+    def mirror_url(self) -> str:
+        return f"http://{self.mirror_name}:{MIRROR_PORT}"
+
+    # ---- Docker ------------------------------------------------------------------------
+    def _docker(self, *args: str, input_text: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        if shutil.which("docker") is None:
+            raise LabError("gpuhost lab needs Docker: no docker command found. "
+                           "Install it (Debian: apt-get install docker.io) and start the engine.")
+        proc = subprocess.run(["docker", *args], input=input_text, capture_output=True, text=True, check=False)
+        if check and proc.returncode != 0:
+            raise LabError(f"docker {' '.join(args[:2])} failed: {(proc.stderr or proc.stdout).strip()}")
+        return proc
+
+    def require_docker(self) -> None:
+        proc = self._docker("info", "--format", "{{.ServerVersion}}", check=False)
+        if proc.returncode != 0:
+            raise LabError("gpuhost lab needs a running Docker engine, and this one does not answer: "
+                           f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'no answer'}. "
+                           "Start it (systemctl start docker, or dockerd in the background) and try again.")
+
+    def _asset_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            GPUHOST_MIRROR_KEYS=str(self.keys_dir),
+            GPUHOST_TEST_NETWORK=self.network,
+            GPUHOST_MIRROR_NAME=self.mirror_name,
+            GPUHOST_TEST_IMAGE_REPO=self.image_repo,
+        )
+        return env
+
+    def _run_asset(self, script: str, *args: str) -> None:
+        proc = subprocess.run(["bash", str(ASSETS / script), *args], env=self._asset_env(), check=False)
+        if proc.returncode != 0:
+            raise LabError(f"{script} {' '.join(args)} failed (exit {proc.returncode}); see the lines above")
+
+    # ---- Pieces ------------------------------------------------------------------------
+    def ensure_images(self, distros: Sequence[str]) -> None:
+        missing = sorted({d for d in distros
+                          if self._docker("image", "inspect", f"{self.image_repo}/{d}:latest", check=False).returncode})
+        if missing:
+            self.log(f"building host images {', '.join(missing)} with debootstrap (a few minutes, once)")
+            self._run_asset("build-images.sh", *missing)
+
+    def ensure_mirror_keys(self) -> dict[str, str]:
+        """Keys for the lab's stand-in mirror, made once; returns their fingerprints."""
+        self.keys_dir.mkdir(parents=True, exist_ok=True)
+        gpg = shutil.which("gpg")
+        if gpg is None:
+            raise LabError("gpuhost lab needs gpg to sign its stand-in mirror: apt-get install gnupg")
+        with tempfile.TemporaryDirectory() as home:
+            for name in KEY_NAMES:
+                secret = self.keys_dir / f"{name}-standin.secret.asc"
+                if secret.exists():
+                    continue
+                uid = f"gpuhost lab {name} stand-in repository key <{name}-standin@gpuhost.invalid>"
+                base = [gpg, "--homedir", home, "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
+                subprocess.run(base + ["--quick-gen-key", uid, "rsa3072", "sign", "never"],
+                               check=True, capture_output=True)
+                secret.write_bytes(subprocess.run(base + ["--armor", "--export-secret-keys", uid],
+                                                  check=True, capture_output=True).stdout)
+                secret.chmod(0o600)
+                (self.keys_dir / f"{name}-standin.public.asc").write_bytes(
+                    subprocess.run(base + ["--armor", "--export", uid], check=True, capture_output=True).stdout)
+            fingerprints = {}
+            for name in KEY_NAMES:
+                listing = subprocess.run(
+                    [gpg, "--homedir", home, "--batch", "--with-colons", "--show-keys",
+                     str(self.keys_dir / f"{name}-standin.public.asc")],
+                    check=True, capture_output=True, text=True).stdout
+                fingerprints[name] = next(line.split(":")[9] for line in listing.splitlines()
+                                          if line.startswith("fpr:"))
+        return fingerprints
+
+    def ensure_ssh_key(self) -> Path:
+        if not self.ssh_key.exists():
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "gpuhost-lab",
+                            "-f", str(self.ssh_key)], check=True)
+        return self.ssh_key
+
+    def ensure_network(self) -> None:
+        if self._docker("network", "inspect", self.network, check=False).returncode:
+            self._docker("network", "create", "--label", f"gpuhost.lab={self.prefix}", self.network)
+
+    def host_names(self, count: int) -> list[str]:
+        return [f"{self.prefix}-{i}" for i in range(1, count + 1)]
+
+    def _container_state(self, name: str) -> str | None:
+        proc = self._docker("inspect", "--format", "{{.State.Status}}", name, check=False)
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    def start_host(self, name: str, distro: str) -> None:
+        state = self._container_state(name)
+        if state == "running":
+            return
+        if state is not None:
+            self._docker("rm", "--force", name)
+        args = ["run", "--detach", "--name", name, "--hostname", name, "--network", self.network,
+                "--label", f"gpuhost.lab={self.prefix}", "--label", f"gpuhost.lab.distro={distro}",
+                "--cgroupns", "host", "--volume", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+                "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
+                "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+                "--device-cgroup-rule", "a *:* rwm", "--stop-signal", "SIGRTMIN+3", "--env", "container=docker"]
+        for cap in CAPABILITIES:
+            args += ["--cap-add", cap]
+        self._docker(*args, f"{self.image_repo}/{distro}:latest", "/lib/systemd/systemd")
+
+    def prepare_ssh(self, name: str) -> None:
+        state = self._docker("exec", name, "systemctl", "is-system-running", "--wait", check=False).stdout.strip()
+        if state not in ("running", "degraded"):
+            raise LabError(f"lab host {name} did not boot (systemd says {state or 'nothing'})")
+        public = Path(f"{self.ssh_key}.pub").read_text(encoding="utf-8")
+        self._docker("exec", "-i", name, "sh", "-c",
+                     "umask 077 && mkdir -p /root/.ssh && cat > /root/.ssh/authorized_keys", input_text=public)
+        self._docker("exec", name, "sh", "-c", "ssh-keygen -A >/dev/null && systemctl enable --now ssh >/dev/null 2>&1")
+
+    def address(self, name: str) -> str:
+        fmt = "{{(index .NetworkSettings.Networks \"%s\").IPAddress}}" % self.network
+        address = self._docker("inspect", "--format", fmt, name).stdout.strip()
+        if not address:
+            raise LabError(f"lab host {name} has no address on network {self.network}")
+        return address
+
+    @staticmethod
+    def wait_for_ssh(address: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with socket.create_connection((address, 22), timeout=2) as conn:
+                    if conn.recv(4).startswith(b"SSH"):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise LabError(f"no SSH answer from {address}:22 within {timeout:.0f} s")
+            time.sleep(0.5)
+
+    # ---- The whole lab -----------------------------------------------------------------
+    def hosts(self) -> list[LabHost]:
+        proc = self._docker("ps", "--all", "--filter", f"label=gpuhost.lab={self.prefix}",
+                            "--format", "{{json .}}", check=False)
+        found = []
+        for line in proc.stdout.splitlines():
+            row = json.loads(line)
+            name = row["Names"]
+            if name == self.mirror_name:
+                continue
+            labels = dict(item.split("=", 1) for item in row.get("Labels", "").split(",") if "=" in item)
+            address = self.address(name) if row.get("State") == "running" else ""
+            found.append(LabHost(name, labels.get("gpuhost.lab.distro", "?"), address))
+        return sorted(found, key=lambda h: int(h.name.rsplit("-", 1)[1]) if h.name.rsplit("-", 1)[1].isdigit() else 0)
+
+    def up(self, count: int, distro: str = "debian12") -> list[LabHost]:
+        releases = distros_for(count, distro)
+        self.require_docker()
+        self.ensure_images(releases)
+        fingerprints = self.ensure_mirror_keys()
+        self.ensure_ssh_key()
+        self.ensure_network()
+        self.log("starting the stand-in mirror")
+        self._run_asset("build-mirror.sh", "--serve")
+        names = self.host_names(count)
+        for name, release in zip(names, releases):
+            self.log(f"starting {name} ({release})")
+            self.start_host(name, release)
+        hosts = []
+        for name, release in zip(names, releases):
+            self.prepare_ssh(name)
+            address = self.address(name)
+            self.wait_for_ssh(address)
+            hosts.append(LabHost(name, release, address))
+        extra = [h for h in self.hosts() if h.name not in names]
+        for host in extra:
+            self.log(f"removing {host.name} (the lab now has {count} hosts)")
+            self._docker("rm", "--force", host.name)
+        if self.inventory_dir.exists():
+            shutil.rmtree(self.inventory_dir)
+        write_inventory(self.inventory_dir,
+                        inventory_documents(hosts, self.ssh_key, self.mirror_url, fingerprints))
+        return hosts
+
+    def down(self) -> list[str]:
+        removed = []
+        proc = self._docker("ps", "--all", "--quiet", "--filter", f"label=gpuhost.lab={self.prefix}", check=False)
+        ids = proc.stdout.split()
+        if self._container_state(self.mirror_name) is not None:
+            ids.append(self.mirror_name)
+        for ident in ids:
+            name = self._docker("inspect", "--format", "{{.Name}}", ident, check=False).stdout.strip().lstrip("/")
+            self._docker("rm", "--force", "--volumes", ident, check=False)
+            removed.append(name or ident)
+        if self._docker("network", "inspect", self.network, check=False).returncode == 0:
+            self._docker("network", "rm", self.network, check=False)
+        if self.inventory_dir.exists():
+            shutil.rmtree(self.inventory_dir)
+        return sorted(set(removed))

@@ -1,0 +1,359 @@
+"""What the command line shows: rich tables built from the run model and the facts.
+
+The pure parts (rows of text from a model or a facts dict) are separate functions, so the
+tests check the words without a terminal; the ``*_table`` functions wrap them in rich.
+Everything is defensive about missing keys: a fact the host could not report shows as
+"unknown", never as an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from gpuhost_cli.events import HostRun, RunModel
+
+UNKNOWN = "unknown"
+STATUS_STYLE = {
+    "ok": "green",
+    "changed": "yellow",
+    "passed": "green",
+    "deferred": "magenta",
+    "running": "cyan",
+    "failed": "bold red",
+    "unreachable": "bold red",
+    "not_applicable": "dim",
+}
+CHECK_WORDS = {"passed": "passed", "failed": "FAILED", "not_applicable": "n/a"}
+
+
+# ---- Small helpers ----------------------------------------------------------------------
+
+
+def elapsed_text(seconds: float | None) -> str:
+    """12.3s, 4m05s, 1h02m; '' when unknown."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _get(data: Any, *keys: str, default: Any = None) -> Any:
+    """data[k1][k2]..., or default where a level is missing or not a mapping."""
+    for key in keys:
+        if not isinstance(data, Mapping):
+            return default
+        data = data.get(key)
+    return default if data is None else data
+
+
+def _yes_no(value: Any) -> str:
+    if value is None:
+        return UNKNOWN
+    return "yes" if value else "no"
+
+
+def _styled(word: str, status: str) -> Text:
+    return Text(word, style=STATUS_STYLE.get(status, ""))
+
+
+# ---- Runs: progress and summary ---------------------------------------------------------
+
+
+def summary_rows(model: RunModel) -> list[list[str]]:
+    """host, status, ok, changed, failed, unreachable, deferred, elapsed, first error or note."""
+    rows = []
+    for name, host in sorted(model.hosts.items()):
+        note = host.error or (host.deferred or "")
+        rows.append([
+            name,
+            host.status,
+            str(host.ok),
+            str(host.changed),
+            str(host.failed),
+            str(host.unreachable),
+            "yes" if host.deferred else "",
+            elapsed_text(host.elapsed),
+            note,
+        ])
+    return rows
+
+
+def summary_table(model: RunModel, title: str = "gpuhost") -> RenderableType:
+    """The per-host counts (host coloured by how it ended), then each first error in full."""
+    table = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left", pad_edge=False)
+    for header in ("host", "ok", "changed", "failed", "unreachable", "deferred", "elapsed"):
+        table.add_column(header, justify="left" if header in ("host", "deferred") else "right",
+                         no_wrap=True, overflow="ellipsis" if header == "host" else "fold")
+    notes: list[RenderableType] = []
+    for row in summary_rows(model):
+        name, status, note = row[0], row[1], row[8]
+        table.add_row(_styled(name, status), *row[2:8])
+        if note:
+            label = "deferred" if status == "deferred" else "first error" if status in ("failed", "unreachable") else "note"
+            notes.append(Text.assemble((f"{name} ({label}): ", "bold"), (note, STATUS_STYLE.get(status, ""))))
+    return Group(table, *notes)
+
+
+def progress_table(model: RunModel, title: str) -> Table:
+    """The live view: each host, its current task, and how far it got."""
+    table = Table(title=title, box=box.SIMPLE, title_justify="left")
+    table.add_column("host")
+    table.add_column("status")
+    table.add_column("current task", overflow="ellipsis", no_wrap=True)
+    table.add_column("ok", justify="right")
+    table.add_column("changed", justify="right")
+    table.add_column("failed", justify="right")
+    for name, host in sorted(list(model.hosts.items())):
+        status = host.status if (host.failed or host.unreachable or host.done or host.deferred) else "running"
+        table.add_row(name, _styled(status, status), host.task or "", str(host.ok), str(host.changed),
+                      str(host.failed + host.unreachable))
+    if not model.hosts:
+        table.add_row("…", "starting", "", "", "", "")
+    return table
+
+
+@contextlib.contextmanager
+def live_progress(console: Console, title: str) -> Iterator[Any]:
+    """Show progress_table() live while a run goes on; yields the runner's on_event callback."""
+    from rich.live import Live
+
+    holder: dict[str, RunModel] = {"model": RunModel()}
+
+    def render() -> RenderableType:
+        return progress_table(holder["model"], title)
+
+    with Live(get_renderable=render, console=console, refresh_per_second=4, transient=True):
+        def on_event(model: RunModel, event: Mapping[str, Any]) -> None:
+            holder["model"] = model
+
+        yield on_event
+
+
+def host_error_text(host: HostRun) -> str:
+    if host.unreachable:
+        return f"unreachable: {host.error or 'no message'}"
+    if host.failed:
+        where = f" (task: {host.error_task})" if host.error_task else ""
+        return f"failed{where}: {host.error or 'no message'}"
+    return ""
+
+
+# ---- gpuhost facts ------------------------------------------------------------------------
+
+
+def facts_of(result: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The gpu_facts dict from a module result (``gpu`` or ``ansible_facts.gpuhost_gpu``)."""
+    if not isinstance(result, Mapping):
+        return {}
+    facts = result.get("gpu")
+    if not isinstance(facts, Mapping):
+        facts = _get(result, "ansible_facts", "gpuhost_gpu", default={})
+    return dict(facts) if isinstance(facts, Mapping) else {}
+
+
+def facts_overview(facts: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(what, value) lines about one host, in words."""
+    rows: list[tuple[str, str]] = []
+    dist = _get(facts, "distribution", default={})
+    name = _get(dist, "pretty_name") or " ".join(
+        str(part) for part in (_get(dist, "id"), _get(dist, "version_id")) if part) or UNKNOWN
+    supported = _get(dist, "supported")
+    support = {True: "supported", False: "NOT supported"}.get(supported, "support unknown")
+    rows.append(("Distribution", f"{name} ({support})"))
+
+    pci = _get(facts, "pci_gpus", default=[])
+    if isinstance(pci, list) and pci:
+        models: dict[str, int] = {}
+        for gpu in pci:
+            model = str(_get(gpu, "model") or _get(gpu, "device_id") or "NVIDIA GPU")
+            models[model] = models.get(model, 0) + 1
+        listed = ", ".join(f"{count} × {model}" for model, count in models.items())
+        drivers = sorted({str(_get(gpu, "driver") or "none") for gpu in pci})
+        rows.append(("NVIDIA GPUs (PCI)", f"{len(pci)}: {listed} (kernel driver: {', '.join(drivers)})"))
+    else:
+        rows.append(("NVIDIA GPUs (PCI)", "none" if isinstance(pci, list) else UNKNOWN))
+
+    driver = _get(facts, "driver", default={})
+    loaded = _get(driver, "loaded")
+    if loaded:
+        flavor = _get(driver, "flavor")
+        text = f"loaded, {_get(driver, 'version') or 'version unknown'}" + (f" ({flavor})" if flavor else "")
+    else:
+        text = "not loaded" if loaded is not None else UNKNOWN
+    rows.append(("NVIDIA driver", text))
+    rows.append(("nouveau loaded", _yes_no(_get(driver, "nouveau_loaded"))))
+
+    smi = _get(facts, "nvidia_smi", default={})
+    if _get(smi, "available"):
+        text = f"works, CUDA {_get(smi, 'cuda_version') or UNKNOWN}"
+    elif smi:
+        text = f"not working: {_get(smi, 'error') or 'no reason given'}"
+    else:
+        text = UNKNOWN
+    rows.append(("nvidia-smi", text))
+
+    docker = _get(facts, "docker", default={})
+    version = _get(docker, "version")
+    if version:
+        text = f"{version}"
+    elif _get(docker, "installed") is False:
+        text = "not installed"
+    else:
+        text = "not answering" + (f": {_get(docker, 'error')}" if _get(docker, "error") else "")
+    rows.append(("Docker", text))
+    default_runtime = _get(docker, "default_runtime") or _get(docker, "configured_default_runtime")
+    rows.append(("Default runtime", str(default_runtime) if default_runtime else UNKNOWN))
+    runtimes = _get(docker, "runtimes") or _get(docker, "configured_runtimes")
+    rows.append(("Runtimes", ", ".join(str(r) for r in runtimes) if isinstance(runtimes, list) and runtimes
+                 else UNKNOWN))
+
+    toolkit = _get(facts, "toolkit", default={})
+    tk_version = _get(toolkit, "version")
+    if tk_version:
+        text = str(tk_version)
+    elif _get(toolkit, "installed") is False:
+        text = "not installed"
+    else:
+        text = UNKNOWN
+    rows.append(("NVIDIA Container Toolkit", text))
+    return rows
+
+
+def smi_gpu_rows(facts: Mapping[str, Any]) -> list[list[str]]:
+    """index, name, UUID, memory, driver, CUDA, MIG, PCI bus id of each GPU nvidia-smi lists."""
+    gpus = _get(facts, "nvidia_smi", "gpus", default=[])
+    cuda = str(_get(facts, "nvidia_smi", "cuda_version") or "")
+    rows = []
+    for gpu in gpus if isinstance(gpus, list) else []:
+        memory = _get(gpu, "memory_mib")
+        memory_text = f"{memory / 1024:.0f} GiB" if isinstance(memory, (int, float)) else UNKNOWN
+        rows.append([
+            str(_get(gpu, "index", default="?")),
+            str(_get(gpu, "name") or UNKNOWN),
+            str(_get(gpu, "uuid") or UNKNOWN),
+            memory_text,
+            str(_get(gpu, "driver_version") or UNKNOWN),
+            cuda or UNKNOWN,
+            str(_get(gpu, "mig_mode") or "not supported"),
+            str(_get(gpu, "pci_bus_id") or ""),
+        ])
+    return rows
+
+
+def facts_problems(facts: Mapping[str, Any]) -> list[str]:
+    problems = _get(facts, "problems", default=[])
+    return [str(p) for p in problems] if isinstance(problems, list) else []
+
+
+def facts_table(host: str, facts: Mapping[str, Any]) -> RenderableType:
+    """One table per host: the overview, the GPUs nvidia-smi sees, the problems with the fix."""
+    summary = _get(facts, "summary")
+    table = Table(title=f"{host}" + (f" — {summary}" if summary else ""), title_justify="left",
+                  box=box.ROUNDED, show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value", overflow="fold")
+    for what, value in facts_overview(facts):
+        style = "red" if value.startswith(("NOT", "not loaded", "not working", "not installed", "not answering")) else ""
+        table.add_row(what, Text(value, style=style))
+    gpu_rows = smi_gpu_rows(facts)
+    if gpu_rows:
+        gpus = Table(box=box.SIMPLE, pad_edge=False)
+        for header in ("#", "name", "UUID", "memory", "driver", "CUDA", "MIG", "PCI bus"):
+            gpus.add_column(header, overflow="fold")
+        for row in gpu_rows:
+            gpus.add_row(*row)
+        table.add_row("GPUs (nvidia-smi)", gpus)
+    problems = facts_problems(facts)
+    if problems:
+        table.add_row("Problems", Group(*(Text(f"• {p}", style="yellow") for p in problems)))
+    else:
+        table.add_row("Problems", Text("none", style="green"))
+    return table
+
+
+# ---- gpuhost verify -----------------------------------------------------------------------
+
+
+def verify_checks(host: HostRun) -> list[dict[str, str]]:
+    """The host's recorded checks ({name, status, detail}), [] when it recorded none."""
+    checks = host.stats.get("gpuhost_verify")
+    if not isinstance(checks, list):
+        return []
+    out = []
+    for check in checks:
+        if isinstance(check, Mapping) and check.get("name"):
+            out.append({
+                "name": str(check["name"]),
+                "status": str(check.get("status") or "failed"),
+                "detail": str(check.get("detail") or ""),
+            })
+    return out
+
+
+def verify_table(model: RunModel, title: str = "gpuhost verify") -> RenderableType:
+    """Checks down, hosts across; then every failure with its detail."""
+    hosts = sorted(model.hosts)
+    checks_by_host = {name: {c["name"]: c for c in verify_checks(model.hosts[name])} for name in hosts}
+    names: list[str] = []
+    for name in hosts:
+        for check in verify_checks(model.hosts[name]):
+            if check["name"] not in names:
+                names.append(check["name"])
+    table = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left")
+    table.add_column("check")
+    for name in hosts:
+        table.add_column(name, overflow="fold")
+    for check_name in names:
+        cells: list[Text] = []
+        for host in hosts:
+            check = checks_by_host[host].get(check_name)
+            if check is None:
+                cells.append(Text("—", style="dim"))
+            else:
+                cells.append(_styled(CHECK_WORDS.get(check["status"], check["status"]), check["status"]))
+        table.add_row(check_name, *cells)
+    if not names:
+        table.add_row("(no checks recorded)", *[Text("") for _ in hosts])
+    lines: list[RenderableType] = [table]
+    for name in hosts:
+        host = model.hosts[name]
+        failed = [c for c in checks_by_host[name].values() if c["status"] == "failed"]
+        for check in failed:
+            lines.append(Text(f"{name}: {check['name']}: {check['detail']}", style="red"))
+        if not checks_by_host[name] and not host.succeeded:
+            lines.append(Text(f"{name}: {host_error_text(host)}", style="red"))
+    return Group(*lines)
+
+
+def verify_hosts_json(model: RunModel) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, host in sorted(model.hosts.items()):
+        checks = verify_checks(host)
+        failed = [c for c in checks if c["status"] == "failed"]
+        out[name] = {
+            "status": "passed" if host.succeeded and not failed and checks else "failed",
+            "checks": checks,
+            "error": host.error,
+        }
+    return out
+
+
+def render_text(renderables: Sequence[RenderableType], width: int = 160) -> str:
+    """The renderables as plain text (for tests and logs)."""
+    console = Console(width=width, record=True, color_system=None, file=io.StringIO())
+    for item in renderables:
+        console.print(item)
+    return console.export_text()

@@ -1,0 +1,880 @@
+"""Tests for the gpu_facts module.
+
+The host trees under tests/fixtures/gpu are constructed fixtures (see the README there); their
+usr/bin/nvidia-smi scripts print recorded output for the two nvidia-smi invocations the module makes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from plugin_loader import MODULES_DIR, load_module
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "gpu"
+ANSIBLE = REPO / ".venv" / "bin" / "ansible"
+CASES = ("no-gpu", "one-gpu-no-driver", "eight-gpus-driver", "nouveau", "mig-enabled", "smi-fails")
+
+SMI_QUERY = ("--query-gpu=index,name,uuid,memory.total,driver_version,mig.mode.current,pci.bus_id",
+             "--format=csv,noheader,nounits")
+SUPPORTED_LIST = "Debian 12 (bookworm), Debian 13 (trixie), Ubuntu 22.04 (jammy), Ubuntu 24.04 (noble)"
+SMI_COMM_ERROR = ("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
+                  "Make sure that the latest NVIDIA driver is installed and running.")
+H100_ADDRESSES = ["0000:1b:00.0", "0000:43:00.0", "0000:52:00.0", "0000:61:00.0",
+                  "0000:9d:00.0", "0000:c3:00.0", "0000:d1:00.0", "0000:df:00.0"]
+
+gf = load_module("gpu_facts")
+
+
+def facts(case, **kw):
+    return gf.collect(str(FIXTURES / case), **kw)
+
+
+def codes(gpu):
+    return [f["code"] for f in gpu["findings"]]
+
+
+# ---------------------------------------------------------------------------
+# Helpers for building trees
+# ---------------------------------------------------------------------------
+
+def write(root, rel, text, mode=0o644):
+    path = Path(root) / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def add_device(root, address, vendor, device, pci_class, driver=None):
+    base = Path(root) / "sys/bus/pci/devices" / address
+    write(root, base / "vendor", vendor + "\n")
+    write(root, base / "device", device + "\n")
+    write(root, base / "class", pci_class + "\n")
+    if driver:
+        (base / "driver").symlink_to("../../../../bus/pci/drivers/" + driver)
+
+
+def smi_script(root, body, rel="usr/bin/nvidia-smi"):
+    return write(root, rel, "#!/bin/sh\n" + body, 0o755)
+
+
+# ---------------------------------------------------------------------------
+# The fixture trees
+# ---------------------------------------------------------------------------
+
+def test_no_gpu():
+    gpu = facts("no-gpu")
+    assert gpu["pci_gpus"] == []
+    assert gpu["distribution"] == {
+        "id": "debian", "version_id": "12", "pretty_name": "Debian GNU/Linux 12 (bookworm)",
+        "codename": "bookworm", "source": "/etc/os-release", "supported": True,
+        "supported_list": SUPPORTED_LIST,
+    }
+    assert gpu["driver"] == {"loaded": False, "version": None, "flavor": None, "nouveau_loaded": False}
+    assert gpu["nvidia_smi"]["available"] is False
+    assert gpu["nvidia_smi"]["path"] is None
+    assert gpu["nvidia_smi"]["error"] == "nvidia-smi was not found"
+    assert gpu["nvidia_smi"]["gpus"] == []
+    assert gpu["toolkit"] == {"installed": False, "version": None, "packages": {}}
+    assert gpu["docker"]["installed"] is False
+    assert gpu["docker"]["version"] is None
+    assert gpu["problems"] == []
+    assert gpu["findings"] == []
+    assert gpu["summary"] == "no NVIDIA GPU found"
+
+
+def test_one_gpu_no_driver():
+    gpu = facts("one-gpu-no-driver")
+    assert gpu["distribution"]["id"] == "debian"
+    assert gpu["distribution"]["version_id"] == "13"
+    assert gpu["distribution"]["codename"] == "trixie"
+    assert gpu["distribution"]["supported"] is True
+    assert gpu["pci_gpus"] == [{
+        "address": "0000:41:00.0", "device_id": "0x27b8", "class": "0x030200",
+        "driver": None, "model": "NVIDIA L4",
+    }]
+    assert gpu["driver"]["loaded"] is False
+    assert gpu["driver"]["nouveau_loaded"] is False
+    assert codes(gpu) == ["driver_not_loaded"]
+    assert gpu["findings"][0]["severity"] == "error"
+    assert gpu["problems"] == [
+        "1 NVIDIA GPU(s) found on the PCI bus but the NVIDIA driver is not loaded: containers will not "
+        "see them. Install the driver (Debian: enable the contrib, non-free and non-free-firmware "
+        "components, then apt install linux-headers-amd64 nvidia-driver firmware-misc-nonfree) and reboot."
+    ]
+    assert gpu["summary"] == "1 GPU (NVIDIA L4), NVIDIA driver not loaded"
+
+
+def test_eight_gpus_with_driver():
+    gpu = facts("eight-gpus-driver")
+    dist = gpu["distribution"]
+    assert (dist["id"], dist["version_id"], dist["codename"], dist["supported"]) == ("ubuntu", "22.04", "jammy", True)
+    assert dist["pretty_name"] == "Ubuntu 22.04.4 LTS"
+
+    # Only the eight 3D controllers: not the audio function, the NVSwitches or the ASPEED VGA.
+    assert [g["address"] for g in gpu["pci_gpus"]] == H100_ADDRESSES
+    for g in gpu["pci_gpus"]:
+        assert g == {"address": g["address"], "device_id": "0x2330", "class": "0x030200",
+                     "driver": "nvidia", "model": "NVIDIA H100 SXM5 80GB"}
+
+    assert gpu["driver"] == {"loaded": True, "version": "550.54.15", "flavor": "proprietary",
+                             "nouveau_loaded": False}
+
+    smi = gpu["nvidia_smi"]
+    assert smi["available"] is True
+    assert smi["error"] is None
+    assert smi["exit_status"] is None
+    assert smi["path"] == str(FIXTURES / "eight-gpus-driver/usr/bin/nvidia-smi")
+    assert smi["cuda_version"] == "12.4"
+    assert smi["driver_version"] == "550.54.15"
+    assert [g["index"] for g in smi["gpus"]] == list(range(8))
+    assert smi["gpus"][0] == {
+        "index": 0, "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-0a1b2c3d-0000-4000-8000-000000000000",
+        "memory_mib": 81559, "driver_version": "550.54.15", "mig_mode": "Disabled",
+        "pci_bus_id": "00000000:1B:00.0", "pci_address": "0000:1b:00.0",
+    }
+    assert [g["pci_address"] for g in smi["gpus"]] == H100_ADDRESSES
+    assert all(g["memory_mib"] == 81559 and g["mig_mode"] == "Disabled" for g in smi["gpus"])
+
+    assert gpu["toolkit"] == {
+        "installed": True, "version": "1.17.8-1",
+        "packages": {"nvidia-container-toolkit": "1.17.8-1", "nvidia-container-toolkit-base": "1.17.8-1",
+                     "libnvidia-container-tools": "1.17.8-1", "libnvidia-container1": "1.17.8-1"},
+    }
+    docker = gpu["docker"]
+    assert docker["installed"] is True
+    # The engine is only asked on the host itself.
+    assert (docker["version"], docker["running"], docker["default_runtime"], docker["runtimes"]) == (None,) * 4
+    assert docker["configured_default_runtime"] == "nvidia"
+    assert docker["configured_runtimes"] == ["nvidia"]
+    assert docker["daemon_json_error"] is None
+
+    assert gpu["problems"] == []
+    assert gpu["summary"] == "8 GPUs (NVIDIA H100 80GB HBM3), driver 550.54.15, CUDA 12.4"
+
+
+def test_nouveau():
+    gpu = facts("nouveau")
+    assert gpu["pci_gpus"] == [{
+        "address": "0000:65:00.0", "device_id": "0x2230", "class": "0x030000",
+        "driver": "nouveau", "model": "NVIDIA RTX A6000",
+    }]
+    assert gpu["driver"] == {"loaded": False, "version": None, "flavor": None, "nouveau_loaded": True}
+    assert codes(gpu) == ["nouveau_loaded", "driver_not_loaded"]
+    nouveau = gpu["problems"][0]
+    assert nouveau.startswith("nouveau is loaded (bound to 0000:65:00.0) and blocks the NVIDIA driver: blacklist it (")
+    assert "blacklist nouveau" in nouveau and "update-initramfs -u" in nouveau
+    assert nouveau.endswith("Installing the NVIDIA driver packages usually adds this blacklist too.")
+    assert "and reboot." in nouveau
+    assert gpu["problems"][1].startswith("1 NVIDIA GPU(s) found on the PCI bus but the NVIDIA driver is not loaded")
+    assert gpu["summary"] == "1 GPU (NVIDIA RTX A6000), NVIDIA driver not loaded (nouveau in use)"
+
+
+def test_mig_enabled():
+    gpu = facts("mig-enabled")
+    assert gpu["distribution"]["version_id"] == "24.04"
+    assert gpu["distribution"]["supported"] is True
+    assert [g["model"] for g in gpu["pci_gpus"]] == ["NVIDIA A100 SXM4 80GB"] * 2
+    assert gpu["driver"] == {"loaded": True, "version": "550.90.07", "flavor": "open", "nouveau_loaded": False}
+    smi = gpu["nvidia_smi"]
+    assert [(g["index"], g["mig_mode"], g["memory_mib"]) for g in smi["gpus"]] == [
+        (0, "Enabled", 81920), (1, "Disabled", 81920)]
+    assert smi["cuda_version"] == "12.4"
+    assert codes(gpu) == ["mig_enabled"]
+    finding = gpu["findings"][0]
+    assert finding["severity"] == "info"
+    assert finding["message"].startswith("For information: MIG mode is enabled on GPU 0 (NVIDIA A100-SXM4-80GB).")
+    assert "--gpus all" in finding["message"]
+    assert "--gpus '\"device=0:0\"'" in finding["message"]
+    assert "nvidia-smi -i 0 -mig 0" in finding["message"]
+    # Removed but not purged: not installed.
+    assert gpu["toolkit"] == {"installed": False, "version": None, "packages": {}}
+    assert gpu["summary"] == "2 GPUs (NVIDIA A100-SXM4-80GB), driver 550.90.07, CUDA 12.4, MIG enabled on 1 of 2"
+
+
+def test_smi_fails_on_unsupported_distribution():
+    gpu = facts("smi-fails")
+    dist = gpu["distribution"]
+    assert (dist["id"], dist["version_id"], dist["pretty_name"], dist["codename"]) == (
+        "centos", "7", "CentOS Linux 7 (Core)", None)
+    assert dist["supported"] is False
+    assert gpu["driver"]["loaded"] is True
+    assert gpu["driver"]["version"] == "535.183.01"
+    assert gpu["pci_gpus"][0]["model"] == "NVIDIA Tesla T4"
+    smi = gpu["nvidia_smi"]
+    assert smi["available"] is False
+    assert smi["exit_status"] == 9
+    assert smi["error"] == SMI_COMM_ERROR
+    assert smi["gpus"] == []
+    assert smi["cuda_version"] is None
+    assert gpu["toolkit"]["installed"] is False
+    assert codes(gpu) == ["unsupported_distribution", "nvidia_smi_failed"]
+    assert gpu["problems"][0] == (
+        "CentOS Linux 7 (Core) is not supported: gpuhost supports " + SUPPORTED_LIST
+        + ". Reinstall the host with one of these before provisioning it.")
+    assert gpu["problems"][1].startswith(
+        "The NVIDIA driver (535.183.01) is loaded but nvidia-smi fails (exit status 9): " + SMI_COMM_ERROR + " ")
+    assert "reboot" in gpu["problems"][1]
+    assert gpu["summary"] == "1 GPU (NVIDIA Tesla T4), driver 535.183.01, nvidia-smi fails"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_fixture_is_consistent(case):
+    gpu = facts(case)
+    assert gpu["root"] == str(FIXTURES / case)
+    assert gpu["problems"] == [f["message"] for f in gpu["findings"]]
+    assert all(f["severity"] in ("error", "warning", "info") for f in gpu["findings"])
+    assert isinstance(gpu["summary"], str) and "\n" not in gpu["summary"]
+    json.dumps(gpu)  # plain data only
+
+
+def test_stand_in_only_answers_the_two_invocations():
+    smi = str(FIXTURES / "eight-gpus-driver/usr/bin/nvidia-smi")
+    assert subprocess.run([smi, *SMI_QUERY], capture_output=True).returncode == 0
+    assert subprocess.run([smi], capture_output=True).returncode == 0
+    other = subprocess.run([smi, "-L"], capture_output=True, text=True)
+    assert other.returncode == 2
+    assert "no recorded output" in other.stderr
+
+
+# ---------------------------------------------------------------------------
+# The module's main(), in-process
+# ---------------------------------------------------------------------------
+
+class ModuleExit(Exception):
+    def __init__(self, result):
+        super().__init__(result)
+        self.result = result
+
+
+class ModuleFail(ModuleExit):
+    pass
+
+
+def _exit_json(self, **result):
+    raise ModuleExit(result)
+
+
+def _fail_json(self, **result):
+    raise ModuleFail(result)
+
+
+def run_module(args, check_mode=False):
+    args = dict(args)
+    if check_mode:
+        args["_ansible_check_mode"] = True
+    with patch_module_args(args), \
+            mock.patch.object(basic.AnsibleModule, "exit_json", _exit_json), \
+            mock.patch.object(basic.AnsibleModule, "fail_json", _fail_json):
+        try:
+            gf.main()
+        except ModuleExit as e:
+            return e
+    raise AssertionError("the module returned without calling exit_json or fail_json")
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_main_returns_facts_and_changes_nothing(check_mode):
+    outcome = run_module({"root": str(FIXTURES / "eight-gpus-driver")}, check_mode=check_mode)
+    assert not isinstance(outcome, ModuleFail), outcome.result
+    result = outcome.result
+    assert result["changed"] is False
+    assert result["ansible_facts"]["gpuhost_gpu"] == result["gpu"]
+    assert result["gpu"] == facts("eight-gpus-driver")
+
+
+def test_main_refuses_a_root_that_is_not_a_directory(tmp_path):
+    outcome = run_module({"root": str(tmp_path / "missing")})
+    assert isinstance(outcome, ModuleFail)
+    assert outcome.result["msg"] == "root %s is not a directory." % (tmp_path / "missing")
+
+
+def test_main_refuses_a_timeout_below_one():
+    outcome = run_module({"root": str(FIXTURES / "no-gpu"), "timeout": 0})
+    assert isinstance(outcome, ModuleFail)
+    assert "timeout must be a positive number" in outcome.result["msg"]
+
+
+# ---------------------------------------------------------------------------
+# nvidia-smi: explicit path, missing, failing, hanging, garbage
+# ---------------------------------------------------------------------------
+
+def test_explicit_nvidia_smi_is_used_as_given():
+    failing = str(FIXTURES / "smi-fails/usr/bin/nvidia-smi")
+    gpu = facts("eight-gpus-driver", nvidia_smi=failing)
+    assert gpu["nvidia_smi"]["path"] == failing
+    assert gpu["nvidia_smi"]["exit_status"] == 9
+    assert codes(gpu) == ["nvidia_smi_failed"]
+    assert gpu["summary"] == "8 GPUs (NVIDIA H100 SXM5 80GB), driver 550.54.15, nvidia-smi fails"
+
+
+def test_explicit_nvidia_smi_that_does_not_exist(tmp_path):
+    gpu = facts("mig-enabled", nvidia_smi=str(tmp_path / "nvidia-smi"))
+    assert gpu["nvidia_smi"]["available"] is False
+    assert gpu["nvidia_smi"]["error"] == "%s is not an executable file" % (tmp_path / "nvidia-smi")
+    assert codes(gpu) == ["nvidia_smi_failed"]
+
+
+def test_driver_loaded_without_nvidia_smi(tmp_path):
+    shutil.copytree(FIXTURES / "eight-gpus-driver", tmp_path / "root", symlinks=True)
+    (tmp_path / "root/usr/bin/nvidia-smi").unlink()
+    gpu = gf.collect(str(tmp_path / "root"))
+    assert gpu["nvidia_smi"]["path"] is None
+    assert codes(gpu) == ["nvidia_smi_missing"]
+    assert gpu["findings"][0]["severity"] == "warning"
+    assert "apt install nvidia-smi" in gpu["problems"][0]
+    assert gpu["summary"] == "8 GPUs (NVIDIA H100 SXM5 80GB), driver 550.54.15, nvidia-smi not found"
+
+
+def test_nvidia_smi_that_hangs_is_stopped(tmp_path):
+    smi = smi_script(tmp_path, "exec sleep 30\n")
+    gpu = gf.collect(str(tmp_path), nvidia_smi=str(smi), timeout=1)
+    assert gpu["nvidia_smi"]["available"] is False
+    assert gpu["nvidia_smi"]["error"] == "nvidia-smi did not finish within 1 seconds"
+
+
+def test_nvidia_smi_printing_garbage(tmp_path):
+    smi_script(tmp_path, "echo 'this is not csv'\nprintf '\\377\\376 binary'\n")
+    gpu = gf.collect(str(tmp_path))
+    assert gpu["nvidia_smi"]["available"] is False
+    assert gpu["nvidia_smi"]["error"] == "unexpected output from nvidia-smi --query-gpu: this is not csv"
+
+
+def test_nvidia_smi_that_cannot_be_run(tmp_path):
+    write(tmp_path, "usr/bin/nvidia-smi", b"\x7fELF garbage", 0o755)
+    gpu = gf.collect(str(tmp_path))
+    assert gpu["nvidia_smi"]["available"] is False
+    assert gpu["nvidia_smi"]["error"].startswith("cannot run %s: " % (tmp_path / "usr/bin/nvidia-smi"))
+
+
+def test_nvidia_smi_that_is_not_executable(tmp_path):
+    write(tmp_path, "usr/bin/nvidia-smi", "#!/bin/sh\nexit 0\n", 0o644)
+    gpu = gf.collect(str(tmp_path))
+    assert gpu["nvidia_smi"]["error"] == "%s is not an executable file" % (tmp_path / "usr/bin/nvidia-smi")
+
+
+def test_nvidia_smi_without_cuda_header(tmp_path):
+    smi_script(tmp_path, 'if [ $# -eq 0 ]; then exit 3; fi\n'
+                         'echo "0, NVIDIA L4, GPU-1, 23034, 570.86.15, [N/A], 00000000:41:00.0"\n')
+    smi = gf.collect(str(tmp_path))["nvidia_smi"]
+    assert smi["available"] is True
+    assert smi["cuda_version"] is None
+    assert smi["gpus"][0]["mig_mode"] is None
+    assert smi["driver_version"] == "570.86.15"
+
+
+def test_gpus_missing_from_nvidia_smi(tmp_path):
+    add_device(tmp_path, "0000:41:00.0", "0x10de", "0x27b8", "0x030200", "nvidia")
+    add_device(tmp_path, "0000:42:00.0", "0x10de", "0x27b8", "0x030200", "vfio-pci")
+    write(tmp_path, "proc/modules", "nvidia 54050816 0 - Live 0x0000000000000000 (POE)\n")
+    smi_script(tmp_path, 'echo "0, NVIDIA L4, GPU-1, 23034, 550.54.15, [N/A], 00000000:41:00.0"\n')
+    gpu = gf.collect(str(tmp_path))
+    assert "gpus_missing_from_nvidia_smi" in codes(gpu)
+    message = gpu["problems"][codes(gpu).index("gpus_missing_from_nvidia_smi")]
+    assert message.startswith("2 NVIDIA GPU(s) are on the PCI bus but nvidia-smi lists only 1 "
+                              "(other drivers on the bus: vfio-pci)")
+
+
+# ---------------------------------------------------------------------------
+# Odd input: missing, unreadable and garbage files never make the module fail
+# ---------------------------------------------------------------------------
+
+def test_empty_root(tmp_path):
+    gpu = gf.collect(str(tmp_path))
+    assert gpu["distribution"]["id"] is None
+    assert gpu["distribution"]["source"] is None
+    assert gpu["distribution"]["supported"] is False
+    assert gpu["pci_gpus"] == []
+    assert gpu["driver"] == {"loaded": False, "version": None, "flavor": None, "nouveau_loaded": False}
+    assert gpu["toolkit"]["installed"] is False
+    assert codes(gpu) == ["unknown_distribution"]
+    assert gpu["problems"][0] == ("The distribution is unknown: /etc/os-release is missing or has no ID. "
+                                  "gpuhost supports %s." % SUPPORTED_LIST)
+    assert gpu["summary"] == "no NVIDIA GPU found"
+
+
+def test_garbage_everywhere(tmp_path):
+    write(tmp_path, "etc/os-release", b"\x00\xff\xfe=garbage\nID\n=\n")
+    base = "sys/bus/pci/devices/"
+    write(tmp_path, base + "0000:01:00.0/vendor", "garbage")
+    write(tmp_path, base + "0000:01:00.0/class", "0x030200")
+    write(tmp_path, base + "0000:02:00.0/vendor", "0x10de")
+    write(tmp_path, base + "0000:02:00.0/class", "")
+    write(tmp_path, base + "0000:03:00.0/vendor", "0x10DE\n")
+    write(tmp_path, base + "0000:03:00.0/class", "0x030200\n")          # no device file
+    (tmp_path / base / "0000:03:00.0/driver").symlink_to("driver")      # a loop
+    write(tmp_path, base + "0000:04:00.0", "a file, not a directory")
+    write(tmp_path, "proc/modules", b"\xff\xfe\x00 nvidia\n\n   \n")
+    write(tmp_path, "proc/driver/nvidia/version", "NVRM version: something else entirely\n")
+    write(tmp_path, "var/lib/dpkg/status", "Package nvidia-container-toolkit\n\x00\n:\n\n\nStatus:")
+    write(tmp_path, "etc/docker/daemon.json", "{not json")
+    write(tmp_path, "usr/share/misc/pci.ids", b"\t\t\x00\n10de\n\tzzzz  nonsense\n")
+
+    gpu = gf.collect(str(tmp_path))
+    assert gpu["distribution"]["id"] is None
+    assert gpu["pci_gpus"] == [{"address": "0000:03:00.0", "device_id": None, "class": "0x030200",
+                                "driver": "driver", "model": "NVIDIA device (unknown ID)"}]
+    assert gpu["driver"]["loaded"] is True   # the version file exists
+    assert gpu["driver"]["version"] is None
+    assert gpu["toolkit"]["installed"] is False
+    assert gpu["docker"]["daemon_json_error"].startswith("/etc/docker/daemon.json is not valid JSON: ")
+    assert gpu["docker"]["configured_default_runtime"] is None
+    json.dumps(gpu)
+
+
+def test_directories_and_fifos_where_files_belong(tmp_path):
+    (tmp_path / "etc/os-release").mkdir(parents=True)
+    (tmp_path / "proc").mkdir()
+    os.mkfifo(tmp_path / "proc/modules")
+    (tmp_path / "var/lib/dpkg/status").mkdir(parents=True)
+    (tmp_path / "sys/bus/pci/devices/0000:01:00.0/vendor").mkdir(parents=True)
+    gpu = gf.collect(str(tmp_path))  # a FIFO must not block
+    assert gpu["distribution"]["id"] is None
+    assert gpu["pci_gpus"] == []
+    assert gpu["driver"]["loaded"] is False
+
+
+def test_pci_devices_path_is_a_file(tmp_path):
+    write(tmp_path, "sys/bus/pci/devices", "not a directory")
+    assert gf.collect(str(tmp_path))["pci_gpus"] == []
+
+
+def test_unreadable_files(tmp_path, monkeypatch):
+    shutil.copytree(FIXTURES / "eight-gpus-driver", tmp_path / "root", symlinks=True)
+    root = tmp_path / "root"
+    denied = {str(root / rel) for rel in (
+        "etc/os-release", "proc/modules", "var/lib/dpkg/status", "etc/docker/daemon.json",
+        "sys/bus/pci/devices/0000:43:00.0/vendor")}
+
+    real_open = open
+
+    def guarded_open(path, *args, **kwargs):
+        if str(path) in denied:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(gf, "open", guarded_open, raising=False)
+    gpu = gf.collect(str(root))
+    assert gpu["distribution"]["id"] is None
+    assert len(gpu["pci_gpus"]) == 7
+    assert gpu["driver"]["loaded"] is True and gpu["driver"]["version"] == "550.54.15"
+    assert gpu["toolkit"]["installed"] is False
+    assert gpu["docker"]["daemon_json_error"] == "cannot read /etc/docker/daemon.json"
+
+
+def test_daemon_json_that_is_not_an_object(tmp_path):
+    write(tmp_path, "etc/docker/daemon.json", '["nvidia"]')
+    docker = gf.collect(str(tmp_path))["docker"]
+    assert docker["daemon_json_error"] == "/etc/docker/daemon.json is not a JSON object"
+    write(tmp_path, "etc/docker/daemon.json", '{"default-runtime": 7, "runtimes": "nvidia"}')
+    docker = gf.collect(str(tmp_path))["docker"]
+    assert (docker["configured_default_runtime"], docker["configured_runtimes"], docker["daemon_json_error"]) == (
+        None, None, None)
+
+
+_TREE_FILES = ("etc/os-release", "proc/modules", "proc/driver/nvidia/version", "var/lib/dpkg/status",
+               "etc/docker/daemon.json", "usr/share/misc/pci.ids",
+               "sys/bus/pci/devices/0000:01:00.0/vendor", "sys/bus/pci/devices/0000:01:00.0/device",
+               "sys/bus/pci/devices/0000:01:00.0/class")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(_TREE_FILES), st.binary(max_size=200)))
+def test_random_file_contents_never_break_collection(contents):
+    with tempfile.TemporaryDirectory() as root:
+        for rel, data in contents.items():
+            write(root, rel, data)
+        gpu = gf.collect(root)
+        json.dumps(gpu)
+        assert isinstance(gpu["summary"], str)
+
+
+# ---------------------------------------------------------------------------
+# Parsers
+# ---------------------------------------------------------------------------
+
+def test_parse_os_release_quoting():
+    values = gf.parse_os_release(
+        '# comment\nID="ubuntu"\nVERSION_ID=\'24.04\'\nPRETTY_NAME="Say \\"hi\\""\n'
+        'BAD LINE\n=x\nVERSION_CODENAME=noble\n')
+    assert values == {"ID": "ubuntu", "VERSION_ID": "24.04", "PRETTY_NAME": 'Say "hi"', "VERSION_CODENAME": "noble"}
+
+
+@pytest.mark.parametrize("dist_id, version, supported", [
+    ("debian", "12", True), ("debian", "13", True), ("ubuntu", "22.04", True), ("ubuntu", "24.04", True),
+    ("debian", "11", False), ("ubuntu", "20.04", False), ("ubuntu", "24.10", False), ("centos", "7", False),
+    (None, None, False),
+])
+def test_supported_distributions(dist_id, version, supported):
+    assert gf.is_supported(dist_id, version) is supported
+
+
+def test_os_release_fallback_to_usr_lib(tmp_path):
+    write(tmp_path, "usr/lib/os-release", "ID=debian\nVERSION_ID=\"12\"\n")
+    dist = gf.collect(str(tmp_path))["distribution"]
+    assert (dist["id"], dist["version_id"], dist["source"], dist["supported"]) == (
+        "debian", "12", "/usr/lib/os-release", True)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 UTC 2024\n",
+     ("550.54.15", "proprietary")),
+    ("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  550.54.15  Release Build  "
+     "(dvs-builder@U16-I3-B03-4-3)  Tue Mar  5 22:19:35 UTC 2024\n", ("550.54.15", "open")),
+    ("NVRM version: NVIDIA UNIX Open Kernel Module for aarch64  570.124.06  Release Build\n", ("570.124.06", "open")),
+    ("NVRM version: NVIDIA UNIX aarch64 Kernel Module  535.104.05  Sat Aug 19 01:13:02 UTC 2023\n",
+     ("535.104.05", "proprietary")),
+    ("GCC version:  gcc version 12.3.0\n", (None, None)),
+    ("", (None, None)),
+    (None, (None, None)),
+])
+def test_parse_nvrm_version(text, expected):
+    assert gf.parse_nvrm_version(text) == expected
+
+
+def test_parse_smi_csv_edge_cases():
+    text = ("\n"
+            "0, NVIDIA GeForce RTX 4090, GPU-a, 24564, 550.54.15, [N/A], 00000000:01:00.0\n"
+            "1, NVIDIA A100-SXM4-40GB, GPU-b, [N/A], 550.54.15, [Not Supported], 00000000:02:00.0\n"
+            "2, Odd, Name, With Commas, GPU-c, 1024, 550.54.15, Enabled, 00000001:03:00.0\n"
+            "too, short\n"
+            "x, NVIDIA L4, GPU-d, 23034, 550.54.15, Disabled, 00000000:04:00.0\n")
+    gpus = gf.parse_smi_csv(text)
+    assert [g["index"] for g in gpus] == [0, 1, 2]
+    assert gpus[0]["mig_mode"] is None
+    assert gpus[1]["memory_mib"] is None and gpus[1]["mig_mode"] is None
+    assert gpus[2]["name"] == "Odd, Name, With Commas"
+    assert gpus[2]["uuid"] == "GPU-c" and gpus[2]["mig_mode"] == "Enabled"
+    assert gpus[2]["pci_address"] == "0001:03:00.0"
+
+
+@pytest.mark.parametrize("bus_id, address", [
+    ("00000000:1B:00.0", "0000:1b:00.0"), ("0000:1b:00.0", "0000:1b:00.0"),
+    ("00010000:00:01.0", "10000:00:01.0"), ("garbage", None), ("", None), (None, None), ("[N/A]", None),
+])
+def test_pci_address(bus_id, address):
+    assert gf.pci_address(bus_id) == address
+
+
+@pytest.mark.parametrize("text, cuda", [
+    ("| NVIDIA-SMI 550.54.15              Driver Version: 550.54.15      CUDA Version: 12.4     |", "12.4"),
+    ("| NVIDIA-SMI 470.223.02   Driver Version: 470.223.02   CUDA Version: 11.4     |", "11.4"),
+    ("no header", None), ("", None),
+])
+def test_parse_cuda_version(text, cuda):
+    assert gf.parse_cuda_version(text) == cuda
+
+
+PCI_IDS = """# pci.ids excerpt for tests
+1000  Broadcom / LSI
+\t2322  Not an NVIDIA device
+10de  NVIDIA Corporation
+\t2322  GH100 [H800 PCIe]
+\t\t10de 17a4  H800 PCIe
+\t2330  GH100 [H100 SXM5 80GB]
+\t2901  GB100 [B200]
+\t1234  Plain name without brackets
+10df  Emulex Corporation
+\t2329  Also not NVIDIA
+C 03  Display controller
+"""
+
+
+def test_parse_pci_ids_keeps_to_the_nvidia_block():
+    assert gf.parse_pci_ids(PCI_IDS) == {
+        "0x2322": "GH100 [H800 PCIe]", "0x2330": "GH100 [H100 SXM5 80GB]",
+        "0x2901": "GB100 [B200]", "0x1234": "Plain name without brackets",
+    }
+
+
+def test_model_names_come_from_the_table_then_pci_ids(tmp_path):
+    write(tmp_path, "usr/share/hwdata/pci.ids", PCI_IDS)
+    add_device(tmp_path, "0000:01:00.0", "0x10de", "0x2322", "0x030200")
+    add_device(tmp_path, "0000:02:00.0", "0x10de", "0x2330", "0x030200")
+    add_device(tmp_path, "0000:03:00.0", "0x10de", "0x1234", "0x030000")
+    add_device(tmp_path, "0000:04:00.0", "0x10de", "0x2bad", "0x030200")
+    models = [g["model"] for g in gf.collect(str(tmp_path))["pci_gpus"]]
+    assert models == ["NVIDIA H800 PCIe", "NVIDIA H100 SXM5 80GB", "NVIDIA Plain name without brackets",
+                      "NVIDIA device 0x2bad"]
+
+
+def test_misc_pci_ids_wins_over_hwdata(tmp_path):
+    write(tmp_path, "usr/share/misc/pci.ids", "10de  NVIDIA Corporation\n\t2322  GH100 [From misc]\n")
+    write(tmp_path, "usr/share/hwdata/pci.ids", PCI_IDS)
+    add_device(tmp_path, "0000:01:00.0", "0x10de", "0x2322", "0x030200")
+    assert gf.collect(str(tmp_path))["pci_gpus"][0]["model"] == "NVIDIA From misc"
+
+
+@pytest.mark.parametrize("pci_class, counted", [
+    ("0x030000", True), ("0x030200", True), ("0x030100", False), ("0x038000", False),
+    ("0x040300", False), ("0x0c0330", False), ("0x068000", False), ("0x060400", False),
+])
+def test_only_vga_and_3d_controllers_count(tmp_path, pci_class, counted):
+    add_device(tmp_path, "0000:01:00.0", "0x10de", "0x2330", pci_class)
+    assert len(gf.collect(str(tmp_path))["pci_gpus"]) == (1 if counted else 0)
+
+
+def test_other_vendors_do_not_count(tmp_path):
+    add_device(tmp_path, "0000:01:00.0", "0x1002", "0x740f", "0x038000")   # AMD Instinct
+    add_device(tmp_path, "0000:02:00.0", "0x8086", "0x56c0", "0x038000")   # Intel Flex
+    add_device(tmp_path, "0000:03:00.0", "0x1af4", "0x1050", "0x030000")   # virtio-gpu
+    assert gf.collect(str(tmp_path))["pci_gpus"] == []
+
+
+def test_parse_dpkg_status():
+    text = (
+        "Package: nvidia-container-toolkit\n"
+        "Status: install ok installed\n"
+        "Version: 1.17.8-1\n"
+        "Description: NVIDIA Container toolkit\n"
+        " Version: 9.9.9 inside a description is not a field\n"
+        "\n"
+        "Package: libnvidia-container1\n"
+        "Status: install ok half-configured\n"
+        "Version: 1.17.8-1\n"
+        "\n"
+        "Package: nvidia-container-toolkit-base\n"
+        "Status: deinstall ok config-files\n"
+        "Version: 1.16.0-1\n"
+        "\n"
+        "Package: libnvidia-container-tools\n"
+        "Version: 1.17.8-1\n"
+        "Status: install ok installed\n"
+        "\n"
+        "Package: nvidia-docker2\n"
+        "Status: install ok installed\n"
+        "Version: 2.14.0-1\n"
+    )
+    assert dict(gf.parse_dpkg_status(text)) == {
+        "nvidia-container-toolkit": "1.17.8-1", "libnvidia-container-tools": "1.17.8-1"}
+    assert dict(gf.parse_dpkg_status(text.replace("\n", "\r\n"))) == {
+        "nvidia-container-toolkit": "1.17.8-1", "libnvidia-container-tools": "1.17.8-1"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=400))
+def test_parsers_never_raise(text):
+    gf.parse_os_release(text)
+    gf.parse_pci_ids(text)
+    gf.parse_nvrm_version(text)
+    gf.loaded_modules(text)
+    gf.parse_smi_csv(text)
+    gf.parse_cuda_version(text)
+    gf.parse_daemon_json(text)
+    gf.parse_docker_info(text)
+    gf.parse_dpkg_status(text)
+    gf.pci_address(text)
+    gf.normalize_id(text)
+
+
+# ---------------------------------------------------------------------------
+# Docker on the host itself (commands replaced)
+# ---------------------------------------------------------------------------
+
+DOCKER_INFO = json.dumps({
+    "ServerVersion": "27.5.1", "DefaultRuntime": "nvidia",
+    "Runtimes": {"io.containerd.runc.v2": {"path": "runc"}, "nvidia": {"path": "nvidia-container-runtime"},
+                 "runc": {"path": "runc"}},
+})
+
+
+def fake_run(answers):
+    calls = []
+
+    def run(argv, timeout):
+        calls.append(list(argv))
+        for prefix, answer in answers.items():
+            if tuple(argv[1:1 + len(prefix)]) == prefix:
+                return answer
+        raise AssertionError("unexpected command %r" % (argv,))
+    return run, calls
+
+
+def test_docker_running_on_the_host():
+    run, calls = fake_run({
+        ("version",): (0, "27.5.1\n", ""),
+        ("info",): (0, DOCKER_INFO + "\n", ""),
+    })
+    docker = gf.docker_facts("/", 7, which=lambda name: "/usr/bin/" + name, run=run)
+    assert calls == [["/usr/bin/docker", "version", "--format", "{{.Server.Version}}"],
+                     ["/usr/bin/docker", "info", "--format", "{{json .}}"]]
+    assert (docker["installed"], docker["running"], docker["version"]) == (True, True, "27.5.1")
+    assert docker["default_runtime"] == "nvidia"
+    assert docker["runtimes"] == ["io.containerd.runc.v2", "nvidia", "runc"]
+    assert docker["error"] is None
+
+
+def test_docker_installed_but_not_running():
+    run, _calls = fake_run({("version",): (
+        1, "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n")})
+    docker = gf.docker_facts("/", 7, which=lambda name: "/usr/bin/" + name, run=run)
+    assert (docker["installed"], docker["running"], docker["version"]) == (True, False, None)
+    assert docker["error"].startswith("Cannot connect to the Docker daemon")
+
+
+def test_docker_not_installed():
+    run, calls = fake_run({})
+    docker = gf.docker_facts("/", 7, which=lambda name: None, run=run)
+    assert calls == []
+    assert (docker["installed"], docker["running"], docker["version"], docker["error"]) == (
+        False, False, None, "docker was not found")
+
+
+def test_docker_is_not_run_for_another_root():
+    run, calls = fake_run({})
+    docker = gf.docker_facts(str(FIXTURES / "eight-gpus-driver"), 7, which=lambda name: "/usr/bin/" + name, run=run)
+    assert calls == []
+    assert docker["installed"] is True
+    assert docker["running"] is None
+
+
+def test_nvidia_smi_invocations():
+    answers = {
+        SMI_QUERY: (0, "0, NVIDIA H200, GPU-x, 143771, 570.86.15, Disabled, 00000000:19:00.0\n", ""),
+        (): (0, "| NVIDIA-SMI 570.86.15   Driver Version: 570.86.15   CUDA Version: 12.8 |\n", ""),
+    }
+    calls = []
+
+    def run(argv, timeout):
+        calls.append((list(argv), timeout))
+        return answers[tuple(argv[1:])]
+
+    with mock.patch.object(gf, "is_executable", return_value=True):
+        smi = gf.nvidia_smi_facts("/usr/bin/nvidia-smi", 5, run=run)
+    assert calls == [(["/usr/bin/nvidia-smi", *SMI_QUERY], 5), (["/usr/bin/nvidia-smi"], 5)]
+    assert smi["available"] is True
+    assert smi["gpus"][0]["memory_mib"] == 143771
+    assert smi["gpus"][0]["pci_address"] == "0000:19:00.0"
+    assert smi["cuda_version"] == "12.8"
+
+
+# ---------------------------------------------------------------------------
+# This machine's own root
+# ---------------------------------------------------------------------------
+
+def _sysfs_nvidia_gpus():
+    """NVIDIA display controllers on this machine, read independently of the module."""
+    found = []
+    base = "/sys/bus/pci/devices"
+    for address in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+        try:
+            vendor = open(os.path.join(base, address, "vendor")).read().strip().lower()
+            pci_class = open(os.path.join(base, address, "class")).read().strip().lower()
+        except OSError:
+            continue
+        if vendor == "0x10de" and pci_class[:6] in ("0x0300", "0x0302"):
+            found.append(address)
+    return found
+
+
+def check_host_facts(gpu):
+    assert gpu["root"] == "/"
+    assert [g["address"] for g in gpu["pci_gpus"]] == _sysfs_nvidia_gpus()
+    assert isinstance(gpu["distribution"]["supported"], bool)
+    assert gpu["distribution"]["supported_list"] == SUPPORTED_LIST
+    assert isinstance(gpu["driver"]["loaded"], bool)
+    assert isinstance(gpu["driver"]["nouveau_loaded"], bool)
+    assert isinstance(gpu["nvidia_smi"]["available"], bool)
+    if not gpu["nvidia_smi"]["available"]:
+        assert gpu["nvidia_smi"]["error"]
+    docker = gpu["docker"]
+    assert isinstance(docker["installed"], bool)
+    assert docker["running"] in (True, False)
+    assert docker["version"] is None or isinstance(docker["version"], str)
+    assert isinstance(gpu["toolkit"]["installed"], bool)
+    assert gpu["problems"] == [f["message"] for f in gpu["findings"]]
+    assert isinstance(gpu["summary"], str) and gpu["summary"]
+
+
+def test_this_machine():
+    gpu = gf.collect("/", which=shutil.which, timeout=20)
+    check_host_facts(gpu)
+    os_release = Path("/etc/os-release")
+    if os_release.exists():
+        ids = dict(line.split("=", 1) for line in os_release.read_text().splitlines() if "=" in line)
+        assert gpu["distribution"]["id"] == (ids.get("ID", "").strip().strip('"').lower() or None)
+
+
+# ---------------------------------------------------------------------------
+# Through Ansible itself
+# ---------------------------------------------------------------------------
+
+def run_ansible(tmp_path, args, *extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(
+        ANSIBLE_HOME=str(tmp_path / "ansible-home"),
+        ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-local"),
+        ANSIBLE_REMOTE_TEMP=str(tmp_path / "ansible-remote"),
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+        ANSIBLE_CALLBACK_RESULT_FORMAT="json",
+        ANSIBLE_NOCOLOR="1",
+    )
+    proc = subprocess.run(
+        [str(ANSIBLE), "localhost", "-i", "localhost,", "-c", "local", "-m", "gpu_facts",
+         "-M", str(MODULES_DIR), "-e", "ansible_python_interpreter=%s" % sys.executable]
+        + (["-a", json.dumps(args)] if args else []) + list(extra),
+        cwd=str(REPO), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=180,
+    )
+    try:
+        report = json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError("ansible printed no JSON (rc=%s)\nstdout:\n%s\nstderr:\n%s"
+                             % (proc.returncode, proc.stdout, proc.stderr))
+    return proc.returncode, report["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+
+ansible_cli = pytest.mark.skipif(not ANSIBLE.exists(), reason="ansible is not installed in .venv")
+
+
+@ansible_cli
+@pytest.mark.parametrize("case", CASES)
+def test_through_ansible(tmp_path, case):
+    rc, host = run_ansible(tmp_path, {"root": str(FIXTURES / case)})
+    assert rc == 0, host
+    assert host.get("failed") is not True, host
+    assert host["changed"] is False
+    assert host["ansible_facts"]["gpuhost_gpu"] == host["gpu"]
+    assert host["gpu"] == json.loads(json.dumps(facts(case)))
+
+
+@ansible_cli
+def test_through_ansible_check_mode(tmp_path):
+    rc, host = run_ansible(tmp_path, {"root": str(FIXTURES / "smi-fails")}, "--check")
+    assert rc == 0, host
+    assert host["changed"] is False
+    assert [f["code"] for f in host["gpu"]["findings"]] == ["unsupported_distribution", "nvidia_smi_failed"]
+    assert host["gpu"]["nvidia_smi"]["error"] == SMI_COMM_ERROR
+
+
+@ansible_cli
+def test_through_ansible_bad_root(tmp_path):
+    rc, host = run_ansible(tmp_path, {"root": str(tmp_path / "nowhere")})
+    assert rc != 0
+    assert host["failed"] is True
+    assert host["msg"] == "root %s is not a directory." % (tmp_path / "nowhere")
+
+
+@ansible_cli
+def test_through_ansible_on_this_machine(tmp_path):
+    rc, host = run_ansible(tmp_path, {})
+    assert rc == 0, host
+    assert host["changed"] is False
+    check_host_facts(host["gpu"])
+    assert host["ansible_facts"]["gpuhost_gpu"] == host["gpu"]
