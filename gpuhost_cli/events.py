@@ -29,6 +29,8 @@ DEFERRED_PREFIX = "DEFERRED "
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _UNMATCHED = re.compile(r"Could not match supplied host pattern, ignoring: (\S+)")
+_PARSE_FAILED = re.compile(r"^\[WARNING\]: Failed to parse inventory with '[^']+' plugin: (.+)$")
+_LINE_COLUMN = re.compile(r":\d+:\d+$")
 _NO_HOSTS = ("leaves us with no hosts to target", "No hosts matched, nothing to do")
 _LEADS = ("Task failed: ", "Action failed: ")
 _STATS_FIELDS = {
@@ -209,6 +211,27 @@ class RunModel:
                 elif line.startswith("ERROR!"):
                     found.append(_strip_leads(line[len("ERROR!"):].strip()))
         return found
+
+    def inventory_problem(self) -> str | None:
+        """Why Ansible could not read the inventory (its first parse error and where), or None."""
+        reason = None
+        origin = None
+        unreadable = None
+        for text in self.messages:
+            for line in text.splitlines():
+                line = line.strip()
+                match = _PARSE_FAILED.match(line)
+                if match and reason is None:
+                    reason = match.group(1)
+                elif line.startswith("Origin: ") and origin is None and _LINE_COLUMN.search(line):
+                    origin = line[len("Origin: "):]
+                elif line.startswith("[WARNING]: Unable to parse ") and unreadable is None:
+                    unreadable = line[len("[WARNING]: "):]
+        if reason is None and unreadable is None:
+            return None
+        if reason is None:
+            return unreadable
+        return f"{reason} ({origin})" if origin else reason
 
     def failed_hosts(self) -> list[HostRun]:
         return [h for h in self.hosts.values() if not h.succeeded]

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["UserError", "check_inventory", "parse_extra_vars", "describe_inventory"]
+__all__ = ["UserError", "check_inventory", "parse_extra_vars"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -43,11 +43,6 @@ def check_inventory(inventory: str | os.PathLike[str]) -> Path:
     elif not path.is_file() or not os.access(path, os.R_OK):
         raise UserError(f"inventory '{text}' is not readable")
     return path.resolve()
-
-
-def describe_inventory(inventory: str | os.PathLike[str]) -> str:
-    """The inventory as the user wrote it, for messages."""
-    return str(inventory)
 
 
 def _load_vars_file(spec: str) -> dict[str, Any]:

@@ -274,8 +274,8 @@ def _type_problem(value: Any, kind: str, name: str | None) -> str | None:
     if kind == "int":
         if _is_int(value):
             return None
-        if isinstance(value, str) and _is_number_text(value) and float(value).is_integer():
-            return f"drop the quotes: {lead}{int(float(value))}"
+        if isinstance(value, str) and _is_number_text(value) and float(value.strip()).is_integer():
+            return f"drop the quotes: {lead}{int(float(value.strip()))}"
         if isinstance(value, float) and value.is_integer():
             return f"write a whole number: {lead}{int(value)}"
         return "write a whole number, without quotes"

@@ -31,6 +31,7 @@ STATUS_STYLE = {
     "unreachable": "bold red",
     "not_applicable": "dim",
 }
+SEVERITY_STYLE = {"error": "red", "warning": "yellow", "info": "cyan"}
 CHECK_WORDS = {"passed": "passed", "failed": "FAILED", "not_applicable": "n/a"}
 
 
@@ -207,12 +208,17 @@ def facts_overview(facts: Mapping[str, Any]) -> list[tuple[str, str]]:
 
     docker = _get(facts, "docker", default={})
     version = _get(docker, "version")
+    error = _get(docker, "error")
     if version:
         text = f"{version}"
     elif _get(docker, "installed") is False:
         text = "not installed"
+    elif _get(docker, "running") is False or error:
+        text = "not answering" + (f": {error}" if error else "")
+    elif _get(docker, "installed"):
+        text = "installed (the engine was not asked)"
     else:
-        text = "not answering" + (f": {_get(docker, 'error')}" if _get(docker, "error") else "")
+        text = UNKNOWN
     rows.append(("Docker", text))
     default_runtime = _get(docker, "default_runtime") or _get(docker, "configured_default_runtime")
     rows.append(("Default runtime", str(default_runtime) if default_runtime else UNKNOWN))
@@ -232,24 +238,25 @@ def facts_overview(facts: Mapping[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def smi_gpu_rows(facts: Mapping[str, Any]) -> list[list[str]]:
-    """index, name, UUID, memory, driver, CUDA, MIG, PCI bus id of each GPU nvidia-smi lists."""
+def smi_gpu_rows(facts: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """('GPU <index>', name, memory, driver, CUDA, MIG, PCI bus id, UUID) of each GPU nvidia-smi lists."""
     gpus = _get(facts, "nvidia_smi", "gpus", default=[])
-    cuda = str(_get(facts, "nvidia_smi", "cuda_version") or "")
+    cuda = _get(facts, "nvidia_smi", "cuda_version")
     rows = []
     for gpu in gpus if isinstance(gpus, list) else []:
         memory = _get(gpu, "memory_mib")
-        memory_text = f"{memory / 1024:.0f} GiB" if isinstance(memory, (int, float)) else UNKNOWN
-        rows.append([
-            str(_get(gpu, "index", default="?")),
-            str(_get(gpu, "name") or UNKNOWN),
-            str(_get(gpu, "uuid") or UNKNOWN),
-            memory_text,
-            str(_get(gpu, "driver_version") or UNKNOWN),
-            cuda or UNKNOWN,
-            str(_get(gpu, "mig_mode") or "not supported"),
-            str(_get(gpu, "pci_bus_id") or ""),
-        ])
+        parts = [
+            str(_get(gpu, "name") or "unknown model"),
+            f"{memory / 1024:.0f} GiB" if isinstance(memory, (int, float)) and not isinstance(memory, bool)
+            else "memory unknown",
+            f"driver {_get(gpu, 'driver_version') or UNKNOWN}",
+            f"CUDA {cuda or UNKNOWN}",
+            f"MIG {_get(gpu, 'mig_mode') or 'not supported'}",
+        ]
+        if _get(gpu, "pci_bus_id"):
+            parts.append(f"PCI {_get(gpu, 'pci_bus_id')}")
+        parts.append(str(_get(gpu, "uuid") or "UUID unknown"))
+        rows.append((f"GPU {_get(gpu, 'index', default='?')}", " · ".join(parts)))
     return rows
 
 
@@ -268,17 +275,17 @@ def facts_table(host: str, facts: Mapping[str, Any]) -> RenderableType:
     for what, value in facts_overview(facts):
         style = "red" if value.startswith(("NOT", "not loaded", "not working", "not installed", "not answering")) else ""
         table.add_row(what, Text(value, style=style))
-    gpu_rows = smi_gpu_rows(facts)
-    if gpu_rows:
-        gpus = Table(box=box.SIMPLE, pad_edge=False)
-        for header in ("#", "name", "UUID", "memory", "driver", "CUDA", "MIG", "PCI bus"):
-            gpus.add_column(header, overflow="fold")
-        for row in gpu_rows:
-            gpus.add_row(*row)
-        table.add_row("GPUs (nvidia-smi)", gpus)
+    for what, value in smi_gpu_rows(facts):
+        table.add_row(what, value)
     problems = facts_problems(facts)
+    findings = _get(facts, "findings", default=[])
+    severities = [str(_get(f, "severity") or "") for f in findings] if isinstance(findings, list) else []
+    if len(severities) != len(problems):
+        severities = ["warning"] * len(problems)
     if problems:
-        table.add_row("Problems", Group(*(Text(f"• {p}", style="yellow") for p in problems)))
+        table.add_row("Problems", Group(*(
+            Text(f"• {problem}", style=SEVERITY_STYLE.get(severity, "yellow"))
+            for problem, severity in zip(problems, severities))))
     else:
         table.add_row("Problems", Text("none", style="green"))
     return table

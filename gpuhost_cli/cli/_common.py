@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Iterator
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -39,7 +39,7 @@ Inventory = Annotated[
     ),
 ]
 Limit = Annotated[
-    Optional[str],  # noqa: UP045 - typer reads the annotation at run time
+    str | None,
     typer.Option("--limit", "-l", metavar="PATTERN", help="Only these hosts or groups (Ansible's --limit)."),
 ]
 Format = Annotated[
@@ -49,20 +49,21 @@ Format = Annotated[
 
 
 def help_text(text: str) -> str:
-    """Help or epilog text as typer's rich help shows it well.
+    """Help or epilog text for click's plain help formatter.
 
-    Paragraphs are separated by blank lines; the lines of a paragraph are joined (the
-    terminal wraps them), except in paragraphs indented by two spaces (examples), which
-    stay as written. Square brackets are escaped so rich shows them.
+    Paragraphs are separated by blank lines and rewrapped to the terminal; a paragraph
+    indented by two spaces (examples) is marked with click's \\b so it stays as written.
+    gpuhost uses the plain formatter, not typer's rich one: it halves the start-up time of
+    ``gpuhost --help`` (benchmarks/cli_startup.py).
     """
     paragraphs = []
     for paragraph in text.strip("\n").split("\n\n"):
         lines = paragraph.splitlines()
         if lines and lines[0].startswith("  "):
-            paragraphs.append("\n".join(lines))
+            paragraphs.append("\b\n" + "\n".join(lines))
         else:
             paragraphs.append(" ".join(line.strip() for line in lines))
-    return "\n\n".join(paragraphs).replace("[", "\\[")
+    return "\n\n".join(paragraphs)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -115,15 +116,20 @@ def check_matched(result: RunResult, inventory: str, limit: str | None, group: s
     model = result.model
     if result.interrupted:
         fail("interrupted; the run was stopped", 130)
+    problem = model.inventory_problem()
+    if problem and not model.hosts:
+        fail(f"cannot read inventory '{inventory}': {problem}", result.rc or 2)
+    outside_group = bool(limit) and limit != group and not model.unmatched_patterns
     if model.no_hosts_matched or (limit and model.unmatched_patterns and not model.hosts):
-        pattern = limit or group
-        fail(f"no hosts matched '{pattern}' in {inventory}", result.rc or 2)
+        where = f"group {group} of {inventory}" if outside_group else str(inventory)
+        fail(f"no hosts matched '{limit or group}' in {where}", result.rc or 2)
     if not model.hosts and not model.stats_seen:
         errors = model.errors()
         detail = "; ".join(errors[-3:]) if errors else f"Ansible exited with {result.rc} before any task ran"
         fail(detail, result.rc or 1)
-    if group in model.plays_without_hosts and not any(h.ok or h.failed or h.unreachable for h in model.hosts.values()):
-        fail(f"no hosts matched '{limit or group}' in group {group} of {inventory}", result.rc or 2)
+    if group in model.plays_without_hosts or not model.hosts:
+        where = f"group {group} of {inventory}" if outside_group else str(inventory)
+        fail(f"no hosts matched '{limit or group}' in {where}", result.rc or 2)
 
 
 def live_run(enabled: bool, title: str) -> Any:

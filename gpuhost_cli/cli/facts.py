@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -41,7 +41,7 @@ def facts(
     inventory: Inventory,
     limit: Limit = None,
     root: Annotated[
-        Optional[str],  # noqa: UP045
+        str | None,
         typer.Option("--root", metavar="DIR",
                      help="Read the files under DIR on each host instead of the host's own "
                           "(a saved copy of a host's /etc, /proc, /sys and /var/lib/dpkg)."),
@@ -83,4 +83,8 @@ def facts(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(help=help_text(HELP), epilog=help_text(EPILOG))(facts)
+    app.command(
+        short_help="Show each GPU host's GPUs, driver, Docker, toolkit.",
+        help=help_text(HELP),
+        epilog=help_text(EPILOG),
+    )(facts)

@@ -10,7 +10,7 @@ import typer
 from gpuhost_cli.cli._common import help_text, user_errors
 
 INIT_HELP = """\
-Write a new inventory: DIR/hosts.yml and DIR/group_vars/gpu_hosts/*.yml.
+Write a new inventory: DIRECTORY/hosts.yml and DIRECTORY/group_vars/gpu_hosts/*.yml.
 
 Copied from gpuhost's sample inventory, where every variable of every role is written
 out, commented, at its default. Files that exist are never overwritten without --force.
@@ -22,17 +22,17 @@ Examples:
   gpuhost inventory init inventories/prod
   gpuhost inventory init inventories/prod --force    # overwrite the files it writes
 
-Then list the hosts in DIR/hosts.yml, uncomment what differs from the defaults in
-DIR/group_vars/gpu_hosts/*.yml, and run: gpuhost provision -i DIR --check --diff
+Then list the hosts in DIRECTORY/hosts.yml, uncomment what differs from the defaults in
+DIRECTORY/group_vars/gpu_hosts/*.yml, and run: gpuhost provision -i DIRECTORY --check --diff
 """
 
 
 def init(
-    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Directory of the new inventory.",
+    directory: Annotated[Path, typer.Argument(metavar="DIRECTORY", help="Directory of the new inventory.",
                                               show_default=False)],
     force: Annotated[bool, typer.Option("--force", help="Overwrite files that already exist.")] = False,
 ) -> None:
-    """Copy the sample inventory into DIR (help: INIT_HELP)."""
+    """Copy the sample inventory into DIRECTORY (help: INIT_HELP)."""
     from gpuhost_cli import inventory_init
 
     with user_errors():
@@ -43,7 +43,11 @@ def init(
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Start and look after inventories.", no_args_is_help=True,
+    group = typer.Typer(help="Start and look after inventories.", no_args_is_help=True, rich_markup_mode=None,
                         context_settings={"help_option_names": ["-h", "--help"]})
-    group.command(help=help_text(INIT_HELP), epilog=help_text(INIT_EPILOG))(init)
+    group.command(
+        short_help="Write a new inventory from the sample.",
+        help=help_text(INIT_HELP),
+        epilog=help_text(INIT_EPILOG),
+    )(init)
     app.add_typer(group, name="inventory")

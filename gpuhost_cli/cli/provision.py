@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -46,20 +46,20 @@ def provision(
     inventory: Inventory,
     limit: Limit = None,
     tags: Annotated[
-        Optional[str],  # noqa: UP045
+        str | None,
         typer.Option("--tags", "-t", metavar="TAGS",
                      help="Only these parts, comma-separated: toolkit, docker, users, daemon."),
     ] = None,
     check: Annotated[bool, typer.Option("--check", "-C", help="Change nothing; report what would change.")] = False,
     diff: Annotated[bool, typer.Option("--diff", "-D", help="Show the changes to files.")] = False,
     extra_vars: Annotated[
-        Optional[list[str]],  # noqa: UP045
+        list[str] | None,
         typer.Option("--extra-vars", "-e", metavar="@FILE|KEY=VALUE",
                      help="Extra variables: @file.yml (a YAML or JSON mapping) or key=value (the value is "
-                          "read as YAML: 3, true, \\[a, b]). Repeat to add more."),
+                          "read as YAML: 3, true, [a, b]). Repeat to add more."),
     ] = None,
     forks: Annotated[
-        Optional[int],  # noqa: UP045
+        int | None,
         typer.Option("--forks", min=1, metavar="N", help="Hosts worked on at once (default: ansible.cfg's 20)."),
     ] = None,
     output: Format = OutputFormat.table,
@@ -90,4 +90,8 @@ def provision(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(help=help_text(HELP), epilog=help_text(EPILOG))(provision)
+    app.command(
+        short_help="Provision the GPU hosts (runs site.yml).",
+        help=help_text(HELP),
+        epilog=help_text(EPILOG),
+    )(provision)

@@ -63,4 +63,8 @@ def render(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(help=help_text(HELP), epilog=help_text(EPILOG))(render)
+    app.command(
+        short_help="Print the daemon.json a host would get.",
+        help=help_text(HELP),
+        epilog=help_text(EPILOG),
+    )(render)

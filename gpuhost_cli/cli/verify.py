@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -45,13 +45,13 @@ def verify(
     inventory: Inventory,
     limit: Limit = None,
     image: Annotated[
-        Optional[str],  # noqa: UP045
+        str | None,
         typer.Option("--image", metavar="IMAGE",
                      help="Image of the GPU container tests (default: gpuhost_verify_image, "
                           "nvidia/cuda:12.6.3-base-ubuntu24.04)."),
     ] = None,
     pull: Annotated[
-        Optional[bool],  # noqa: UP045
+        bool | None,
         typer.Option("--pull/--no-pull", help="Pull the image first (default: gpuhost_verify_pull, true)."),
     ] = None,
     output: Format = OutputFormat.table,
@@ -85,4 +85,8 @@ def verify(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(help=help_text(HELP), epilog=help_text(EPILOG))(verify)
+    app.command(
+        short_help="Check that GPU containers run on every GPU host.",
+        help=help_text(HELP),
+        epilog=help_text(EPILOG),
+    )(verify)

@@ -1,0 +1,128 @@
+"""The gpuhost_verify role, run by Ansible on this machine (read-only) against recorded hosts.
+
+gpu_facts reads a recorded host tree from tests/fixtures/gpu (module_defaults sets its
+root), and a stand-in ``docker`` first on the PATH answers docker info, pull, image
+inspect and run, so the GPU container checks run without a GPU and without touching the
+machine's Docker engine. The run goes through gpuhost_cli.runner, as the CLI's does.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gpuhost_cli import runner, views
+
+from stand_in_docker import HAS_GPU_FACTS, install_stand_in_docker
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "gpu"
+
+pytestmark = pytest.mark.skipif(not HAS_GPU_FACTS, reason="the gpu_facts module is not there yet")
+
+PLAYBOOK = """\
+- name: Verify a recorded host
+  hosts: gpu_hosts
+  gather_facts: false
+  module_defaults:
+    gpu_facts:
+      root: "{{ gpuhost_test_root }}"
+  roles:
+    - role: gpuhost_verify
+"""
+
+
+@pytest.fixture
+def verify(tmp_path, monkeypatch):
+    install_stand_in_docker(tmp_path, monkeypatch)
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"children": {"gpu_hosts": {"hosts": {"node": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}}}), encoding="utf-8")
+    playbook = tmp_path / "verify.yml"
+    playbook.write_text(PLAYBOOK, encoding="utf-8")
+
+    def run(tree, **variables):
+        result = runner.run_playbook(playbook, inventory, extravars={"gpuhost_test_root": str(FIXTURES / tree),
+                                                                     **variables})
+        host = result.model.hosts["node"]
+        return result, host, {c["name"]: c for c in views.verify_checks(host)}
+
+    return run
+
+
+ALL_CHECKS = [
+    "Docker answers", "nvidia runtime registered", "default runtime", "NVIDIA GPUs", "NVIDIA driver loaded",
+    "test image", "docker run --gpus all", "docker run --gpus '\"device=0\"'", "docker run --runtime=nvidia",
+]
+
+
+def test_a_working_gpu_host_passes_every_check(verify):
+    result, host, checks = verify("eight-gpus-driver")
+    assert result.rc == 0, result.stdout[-2000:]
+    assert list(checks) == ALL_CHECKS
+    assert all(c["status"] == "passed" for c in checks.values()), checks
+    assert checks["NVIDIA GPUs"]["detail"] == "8 found: NVIDIA H100 SXM5 80GB"
+    assert checks["NVIDIA driver loaded"]["detail"] == "driver 550.54.15"
+    assert checks["docker run --gpus all"]["detail"] == "NVIDIA-SMI 550.54.15 Driver Version: 550.54.15 CUDA Version: 12.4"
+    assert checks["docker run --gpus '\"device=0\"'"]["detail"].startswith("GPU 0: NVIDIA H100")
+    assert checks["test image"]["detail"] == "nvidia/cuda:12.6.3-base-ubuntu24.04 present"
+    assert host.succeeded
+
+
+def test_a_host_without_gpus_reports_the_gpu_checks_not_applicable(verify):
+    result, host, checks = verify("no-gpu")
+    assert result.rc == 0
+    for name in ALL_CHECKS[3:]:
+        assert checks[name] == {"name": name, "status": "not_applicable", "detail": "no NVIDIA GPU on this host"}
+    assert [checks[n]["status"] for n in ALL_CHECKS[:3]] == ["passed"] * 3
+
+
+def test_a_gpu_without_a_driver_fails_and_says_why(verify):
+    result, host, checks = verify("nouveau")
+    assert result.rc != 0
+    assert checks["NVIDIA GPUs"]["status"] == "passed"
+    assert checks["NVIDIA driver loaded"] == {
+        "name": "NVIDIA driver loaded", "status": "failed",
+        "detail": "the nvidia kernel module is not loaded (nouveau is loaded instead)"}
+    for name in ALL_CHECKS[5:]:
+        assert checks[name]["status"] == "failed"
+        assert checks[name]["detail"] == "not tried: the NVIDIA driver is not loaded"
+    assert host.status == "failed"
+    assert host.error.startswith("node failed 5 of 9 checks: NVIDIA driver loaded, test image")
+
+
+def test_a_failing_container_fails_the_host_with_dockers_message(verify, monkeypatch):
+    monkeypatch.setenv("FAKE_DOCKER_DEVICE", "bad")
+    result, host, checks = verify("eight-gpus-driver")
+    assert result.rc != 0
+    bad = checks["docker run --gpus '\"device=0\"'"]
+    assert bad["status"] == "failed" and bad["detail"] == "docker: Error response from daemon: invalid device"
+    assert checks["docker run --gpus all"]["status"] == "passed"
+    text = views.render_text([views.verify_table(result.model)])
+    assert "FAILED" in text and "node: docker run --gpus '\"device=0\"': docker: Error response" in text
+
+
+def test_the_default_runtime_follows_the_docker_daemon_role(verify):
+    result, host, checks = verify("no-gpu", docker_daemon_default_runtime="runc")
+    assert result.rc != 0
+    assert checks["default runtime"] == {"name": "default runtime", "status": "failed",
+                                         "detail": "default runtime is nvidia, expected runc"}
+    result, host, checks = verify("no-gpu", docker_daemon_default_runtime="")
+    assert result.rc == 0
+    assert checks["default runtime"]["status"] == "not_applicable"
+
+
+def test_without_pull_a_missing_image_is_named(verify, monkeypatch, tmp_path):
+    bindir = Path(os.environ["PATH"].split(os.pathsep)[0])
+    docker = bindir / "docker"
+    docker.write_text(docker.read_text().replace('  image) echo "sha256:0123456789abcdef" ;;',
+                                                 '  image) echo "Error: No such image: $5" >&2; exit 1 ;;'))
+    result, host, checks = verify("eight-gpus-driver", gpuhost_verify_pull=False)
+    assert result.rc != 0
+    assert checks["test image"]["detail"] == (
+        "nvidia/cuda:12.6.3-base-ubuntu24.04 is not on the host; docker load it, or set gpuhost_verify_pull: true")
+    assert checks["docker run --gpus all"]["detail"] == "not tried: the test image is missing"
