@@ -1,37 +1,33 @@
 #!/usr/bin/env bash
-# Set everything up and provision two local GPU-host stand-ins (Debian 12 and 13 systemd
-# containers) end to end with site.yml, then prove them: nvidia runtime registered and
-# default, a container run through it, docker_users working. The NVIDIA and Docker
-# repositories here are the local signed STAND-IN mirror, not the vendors' servers.
+# Set gpuhost up on this machine and provision a local lab fleet end to end:
+#   a virtual environment with gpuhost, the Docker engine (Debian's docker.io) when missing,
+#   `gpuhost lab up` (systemd hosts in containers, reached over SSH, and a signed STAND-IN
+#   mirror of Docker's and NVIDIA's repositories), `gpuhost provision`, `gpuhost verify`.
 #
-#   bash tests/quickstart.sh          set up, provision, verify; leaves the hosts running
-#   bash tests/quickstart.sh down     remove the hosts
+#   bash tests/quickstart.sh [HOSTS]     default 2 hosts
+#   .venv/bin/gpuhost lab down           remove the lab afterwards
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 # shellcheck source=tests/harness/env.sh
 source tests/harness/env.sh
 
+ensure_host_tools
 bash tests/harness/setup-venv.sh
-# shellcheck disable=SC1091
-source .venv/bin/activate
-
-if [ "${1:-}" = "down" ]; then
-  molecule destroy -s default
-  exit 0
-fi
-
 ensure_docker_engine
-bash tests/harness/build-images.sh
-bash tests/harness/build-mirror.sh --serve
-molecule converge -s default
-molecule verify -s default
+
+gpuhost=.venv/bin/gpuhost
+"$gpuhost" lab up --hosts "${1:-2}"
+inventory="${XDG_STATE_HOME:-$HOME/.local/state}/gpuhost/lab/inventory"
+"$gpuhost" provision -i "$inventory"
+"$gpuhost" verify -i "$inventory"
 cat <<MSG
 
-Provisioned gpuhost-default-debian12 and gpuhost-default-debian13 with site.yml, against
-the local stand-in mirror (stand-in packages under the real names; not NVIDIA's or
-Docker's servers). Look around:
-  docker exec -it gpuhost-default-debian12 docker info
-  docker exec -it gpuhost-default-debian12 cat /etc/docker/daemon.json
-Remove them with: bash tests/quickstart.sh down
+The lab is provisioned. Its Docker and NVIDIA repositories are a local STAND-IN mirror
+(packages under the real names, signed with keys made for the lab), not the vendors'.
+Look around:
+  $gpuhost facts -i $inventory
+  $gpuhost render -i $inventory gpuhost-lab-1
+  $gpuhost provision -i $inventory --check --diff     # a second run changes nothing
+Remove it with: $gpuhost lab down
 MSG

@@ -55,4 +55,8 @@ for scenario in $scenarios; do
   fi
 done
 echo "molecule: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+
+step "End to end: gpuhost lab up, provision (twice), verify, facts, lab down"
+e2e=0
+pytest tests/e2e || e2e=$?
+[ "$failed" -eq 0 ] && [ "$e2e" -eq 0 ]

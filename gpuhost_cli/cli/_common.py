@@ -111,6 +111,23 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def finish(result: RunResult, output: OutputFormat, hosts_json: Any, show_table: Any) -> NoReturn:
+    """Print the result as JSON ({"hosts", "rc", "ok"}) or as tables, and exit with Ansible's status.
+
+    ``show_table`` is called only for the table format, so JSON runs never import rich.
+    """
+    if output is OutputFormat.json:
+        print_json({"hosts": hosts_json, "rc": result.rc, "ok": result.ok})
+    else:
+        show_table()
+    raise typer.Exit(result.rc)
+
+
+def register_command(app: typer.Typer, command: Any, short_help: str, help_: str, epilog: str) -> None:
+    """Add ``command`` to ``app`` with its help and examples."""
+    app.command(short_help=short_help, help=help_text(help_), epilog=help_text(epilog))(command)
+
+
 def check_matched(result: RunResult, inventory: str, limit: str | None, group: str = "gpu_hosts") -> None:
     """Exit with a clear message when the run found no host to work on."""
     model = result.model

@@ -14,8 +14,8 @@ from gpuhost_cli.cli._common import (
     OutputFormat,
     check_matched,
     console,
-    help_text,
-    print_json,
+    finish,
+    register_command,
     user_errors,
 )
 
@@ -68,23 +68,18 @@ def facts(
             "facts": views.facts_of(host.results.get("gpu_facts")) if host.succeeded else None,
             "error": host.error,
         }
-    if output is OutputFormat.json:
-        print_json({"hosts": hosts, "rc": result.rc, "ok": result.ok})
-    else:
+    def show_tables() -> None:
+        from rich.text import Text
+
         out = console()
         for name, host in sorted(result.model.hosts.items()):
             if host.succeeded and hosts[name]["facts"] is not None:
                 out.print(views.facts_table(name, hosts[name]["facts"]))
             else:
-                from rich.text import Text
-
                 out.print(Text(f"{name}: {views.host_error_text(host)}", style="bold red"))
-    raise typer.Exit(result.rc)
+
+    finish(result, output, hosts, show_tables)
 
 
 def register(app: typer.Typer) -> None:
-    app.command(
-        short_help="Show each GPU host's GPUs, driver, Docker, toolkit.",
-        help=help_text(HELP),
-        epilog=help_text(EPILOG),
-    )(facts)
+    register_command(app, facts, "Show each GPU host's GPUs, driver, Docker, toolkit.", HELP, EPILOG)

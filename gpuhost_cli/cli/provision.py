@@ -13,9 +13,9 @@ from gpuhost_cli.cli._common import (
     OutputFormat,
     check_matched,
     console,
-    help_text,
+    finish,
     live_run,
-    print_json,
+    register_command,
     stdout_is_tty,
     user_errors,
 )
@@ -81,17 +81,10 @@ def provision(
         )
     check_matched(result, inventory, limit)
 
-    if output is OutputFormat.json:
-        print_json({"hosts": result.model.to_dict(), "rc": result.rc, "ok": result.ok})
-    else:
-        title = "gpuhost provision" + (" (check mode: nothing was changed)" if check else "")
-        console().print(views.summary_table(result.model, title=title))
-    raise typer.Exit(result.rc)
+    title = "gpuhost provision" + (" (check mode: nothing was changed)" if check else "")
+    finish(result, output, result.model.to_dict(),
+           lambda: console().print(views.summary_table(result.model, title=title)))
 
 
 def register(app: typer.Typer) -> None:
-    app.command(
-        short_help="Provision the GPU hosts (runs site.yml).",
-        help=help_text(HELP),
-        epilog=help_text(EPILOG),
-    )(provision)
+    register_command(app, provision, "Provision the GPU hosts (runs site.yml).", HELP, EPILOG)

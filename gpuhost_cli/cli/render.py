@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from gpuhost_cli.cli._common import Inventory, check_matched, fail, help_text, user_errors
+from gpuhost_cli.cli._common import Inventory, check_matched, fail, register_command, user_errors
 
 HELP = """\
 Print the /etc/docker/daemon.json HOST would get from the docker_daemon role.
@@ -63,8 +63,4 @@ def render(
 
 
 def register(app: typer.Typer) -> None:
-    app.command(
-        short_help="Print the daemon.json a host would get.",
-        help=help_text(HELP),
-        epilog=help_text(EPILOG),
-    )(render)
+    register_command(app, render, "Print the daemon.json a host would get.", HELP, EPILOG)

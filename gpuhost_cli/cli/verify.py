@@ -13,9 +13,9 @@ from gpuhost_cli.cli._common import (
     OutputFormat,
     check_matched,
     console,
-    help_text,
+    finish,
     live_run,
-    print_json,
+    register_command,
     stdout_is_tty,
     user_errors,
 )
@@ -77,16 +77,9 @@ def verify(
         result = runner.run_playbook("verify", path, limit=limit, extravars=variables, on_event=on_event)
     check_matched(result, inventory, limit)
 
-    if output is OutputFormat.json:
-        print_json({"hosts": views.verify_hosts_json(result.model), "rc": result.rc, "ok": result.ok})
-    else:
-        console().print(views.verify_table(result.model))
-    raise typer.Exit(result.rc)
+    finish(result, output, views.verify_hosts_json(result.model),
+           lambda: console().print(views.verify_table(result.model)))
 
 
 def register(app: typer.Typer) -> None:
-    app.command(
-        short_help="Check that GPU containers run on every GPU host.",
-        help=help_text(HELP),
-        epilog=help_text(EPILOG),
-    )(verify)
+    register_command(app, verify, "Check that GPU containers run on every GPU host.", HELP, EPILOG)

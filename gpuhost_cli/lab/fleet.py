@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -47,9 +47,10 @@ class LabHost:
     address: str
 
 
-def default_state_dir() -> Path:
+def default_state_dir(prefix: str = "gpuhost-lab") -> Path:
+    """~/.local/state/gpuhost/lab for the default lab, .../gpuhost/<name> for another."""
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "gpuhost" / "lab"
+    return Path(base) / "gpuhost" / ("lab" if prefix == "gpuhost-lab" else prefix)
 
 
 def distros_for(count: int, distro: str) -> list[str]:
@@ -117,10 +118,15 @@ def write_inventory(directory: Path, documents: dict[str, dict]) -> Path:
 class Lab:
     """The lab on this machine's Docker engine."""
 
-    state_dir: Path = field(default_factory=default_state_dir)
+    state_dir: Path | None = None
     prefix: str = "gpuhost-lab"
     image_repo: str = "gpuhost-test"
     log: Callable[[str], None] = lambda message: print(message, file=sys.stderr)
+
+    def __post_init__(self) -> None:
+        if self.state_dir is None:
+            self.state_dir = default_state_dir(self.prefix)
+        self.state_dir = Path(self.state_dir)
 
     @property
     def network(self) -> str:
@@ -166,6 +172,8 @@ class Lab:
     def _asset_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
+            # Each lab signs its mirror with its own keys, so each keeps its own mirror tree.
+            GPUHOST_CACHE=str(self.state_dir / "cache"),
             GPUHOST_MIRROR_KEYS=str(self.keys_dir),
             GPUHOST_TEST_NETWORK=self.network,
             GPUHOST_MIRROR_NAME=self.mirror_name,
@@ -250,10 +258,21 @@ class Lab:
             args += ["--cap-add", cap]
         self._docker(*args, f"{self.image_repo}/{distro}:latest", "/lib/systemd/systemd")
 
+    def wait_for_boot(self, name: str, timeout: float = 90.0) -> None:
+        """Wait until systemd in the host has finished booting."""
+        deadline = time.monotonic() + timeout
+        state = ""
+        while time.monotonic() < deadline:
+            proc = self._docker("exec", name, "systemctl", "is-system-running", "--wait", check=False)
+            state = proc.stdout.strip()
+            if state in ("running", "degraded"):
+                return
+            time.sleep(1)
+        raise LabError(f"lab host {name} did not boot within {timeout:.0f} s (systemd says {state or 'nothing'}); "
+                       f"docker logs {name} shows its console")
+
     def prepare_ssh(self, name: str) -> None:
-        state = self._docker("exec", name, "systemctl", "is-system-running", "--wait", check=False).stdout.strip()
-        if state not in ("running", "degraded"):
-            raise LabError(f"lab host {name} did not boot (systemd says {state or 'nothing'})")
+        self.wait_for_boot(name)
         public = Path(f"{self.ssh_key}.pub").read_text(encoding="utf-8")
         self._docker("exec", "-i", name, "sh", "-c",
                      "umask 077 && mkdir -p /root/.ssh && cat > /root/.ssh/authorized_keys", input_text=public)

@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-HAS_GPU_FACTS = (REPO / "gpuhost_cli" / "ansible_plugins" / "modules" / "gpu_facts.py").is_file()
 
 STAND_IN_DOCKER = r"""#!/bin/sh
 # Stand-in for docker in the tests: answers the commands gpu_facts and gpuhost_verify run.

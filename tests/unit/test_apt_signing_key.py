@@ -10,7 +10,6 @@ import functools
 import glob
 import hashlib
 import http.server
-import json
 import os
 import shutil
 import socket
@@ -23,7 +22,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from plugin_loader import MODULES_DIR, load_module
+from plugin_loader import load_module, run_adhoc
 
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
@@ -613,32 +612,11 @@ def test_url_check_mode_downloads_and_verifies_but_writes_nothing(mirror, dest):
 # ---------------------------------------------------------------------------
 
 def run_ansible(args, tmp_path, *extra):
-    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower() and not k.startswith("ANSIBLE_")}
-    env.update(
-        ANSIBLE_HOME=str(tmp_path / "ansible-home"),
-        ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-tmp"),
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-        ANSIBLE_STDOUT_CALLBACK="json",
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-    )
-    proc = subprocess.run(
-        [str(ANSIBLE), "localhost", "-m", "apt_signing_key", "-a", json.dumps(args), "-M", str(MODULES_DIR)]
-        + list(extra),
-        cwd=str(REPO), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120,
-    )
-    try:
-        report = json.loads(proc.stdout)
-    except ValueError:
-        raise AssertionError("ansible printed no JSON (rc=%s)\nstdout:\n%s\nstderr:\n%s"
-                             % (proc.returncode, proc.stdout, proc.stderr))
-    return proc.returncode, report["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return run_adhoc("apt_signing_key", args, tmp_path, *extra)
 
 
-ansible_cli = pytest.mark.skipif(not ANSIBLE.exists(), reason="ansible CLI not installed next to the interpreter")
 
 
-@ansible_cli
 def test_through_ansible_check_then_apply(mirror, tmp_path):
     dest = tmp_path / "usr" / "share" / "keyrings" / "docker.gpg"
     args = {"url": mirror + "/" + DOCKER_KEY.name, "fingerprint": spaced(DOCKER_FPR, lower=True),
@@ -662,7 +640,6 @@ def test_through_ansible_check_then_apply(mirror, tmp_path):
     assert host["changed"] is False
 
 
-@ansible_cli
 def test_through_ansible_mismatch_fails(tmp_path):
     dest = tmp_path / "keyrings" / "nvidia.gpg"
     args = {"src": str(ROGUE_KEY), "fingerprint": NVIDIA_FPR, "dest": str(dest), "label": "NVIDIA's apt key"}

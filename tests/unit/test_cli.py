@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from gpuhost_cli import inputs, inventory_init, paths, views
 from gpuhost_cli.cli import COMMANDS, app
 
-from stand_in_docker import HAS_GPU_FACTS, install_stand_in_docker
+from stand_in_docker import install_stand_in_docker
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "gpu"
@@ -356,7 +356,6 @@ def test_inventory_init_plan_lists_every_role_file():
 # ---- facts ---------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not HAS_GPU_FACTS, reason="the gpu_facts module is not there yet")
 def test_facts_of_a_recorded_host(cli, local_inventory):
     result = cli("facts", "-i", local_inventory, "--root", FIXTURES / "eight-gpus-driver")
     assert result.exit_code == 0, result.output
@@ -370,7 +369,6 @@ def test_facts_of_a_recorded_host(cli, local_inventory):
     assert "Problems" in out
 
 
-@pytest.mark.skipif(not HAS_GPU_FACTS, reason="the gpu_facts module is not there yet")
 def test_facts_json_and_problems(cli, local_inventory):
     result = cli("facts", "-i", local_inventory, "--root", FIXTURES / "nouveau", "--format", "json")
     assert result.exit_code == 0, result.output
@@ -441,7 +439,6 @@ def _machine_has_nvidia_gpu() -> bool:
     return False
 
 
-@pytest.mark.skipif(not HAS_GPU_FACTS, reason="the gpu_facts module is not there yet")
 @pytest.mark.skipif(_machine_has_nvidia_gpu(), reason="checks the no-GPU path of this machine")
 def test_verify_on_a_host_without_gpus(cli, local_inventory):
     result = cli("verify", "-i", local_inventory, "--format", "json")
@@ -456,7 +453,6 @@ def test_verify_on_a_host_without_gpus(cli, local_inventory):
         assert checks[name]["detail"] == "no NVIDIA GPU on this host"
 
 
-@pytest.mark.skipif(not HAS_GPU_FACTS, reason="the gpu_facts module is not there yet")
 def test_verify_when_docker_does_not_answer(cli, local_inventory, monkeypatch):
     monkeypatch.setenv("FAKE_DOCKER_STATE", "down")
     result = cli("verify", "-i", local_inventory)

@@ -983,7 +983,6 @@ def run_ansible(tmp_path, args, *extra):
     return report['plays'][0]['tasks'][0]['hosts']['localhost']
 
 
-@pytest.mark.skipif(not ANSIBLE.exists(), reason='ansible is not installed in .venv')
 def test_through_ansible(tmp_path):
     target = tmp_path / 'docker' / 'daemon.json'
     target.parent.mkdir()

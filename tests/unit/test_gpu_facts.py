@@ -10,14 +10,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
-from plugin_loader import MODULES_DIR, load_module
+from plugin_loader import load_module, run_adhoc
 
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
@@ -816,34 +815,11 @@ def test_this_machine():
 # ---------------------------------------------------------------------------
 
 def run_ansible(tmp_path, args, *extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env.update(
-        ANSIBLE_HOME=str(tmp_path / "ansible-home"),
-        ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-local"),
-        ANSIBLE_REMOTE_TEMP=str(tmp_path / "ansible-remote"),
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-        ANSIBLE_CALLBACK_RESULT_FORMAT="json",
-        ANSIBLE_NOCOLOR="1",
-    )
-    proc = subprocess.run(
-        [str(ANSIBLE), "localhost", "-i", "localhost,", "-c", "local", "-m", "gpu_facts",
-         "-M", str(MODULES_DIR), "-e", "ansible_python_interpreter=%s" % sys.executable]
-        + (["-a", json.dumps(args)] if args else []) + list(extra),
-        cwd=str(REPO), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=180,
-    )
-    try:
-        report = json.loads(proc.stdout)
-    except ValueError:
-        raise AssertionError("ansible printed no JSON (rc=%s)\nstdout:\n%s\nstderr:\n%s"
-                             % (proc.returncode, proc.stdout, proc.stderr))
-    return proc.returncode, report["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return run_adhoc("gpu_facts", args, tmp_path, *extra)
 
 
-ansible_cli = pytest.mark.skipif(not ANSIBLE.exists(), reason="ansible is not installed in .venv")
 
 
-@ansible_cli
 @pytest.mark.parametrize("case", CASES)
 def test_through_ansible(tmp_path, case):
     rc, host = run_ansible(tmp_path, {"root": str(FIXTURES / case)})
@@ -854,7 +830,6 @@ def test_through_ansible(tmp_path, case):
     assert host["gpu"] == json.loads(json.dumps(facts(case)))
 
 
-@ansible_cli
 def test_through_ansible_check_mode(tmp_path):
     rc, host = run_ansible(tmp_path, {"root": str(FIXTURES / "smi-fails")}, "--check")
     assert rc == 0, host
@@ -863,7 +838,6 @@ def test_through_ansible_check_mode(tmp_path):
     assert host["gpu"]["nvidia_smi"]["error"] == SMI_COMM_ERROR
 
 
-@ansible_cli
 def test_through_ansible_bad_root(tmp_path):
     rc, host = run_ansible(tmp_path, {"root": str(tmp_path / "nowhere")})
     assert rc != 0
@@ -871,7 +845,6 @@ def test_through_ansible_bad_root(tmp_path):
     assert host["msg"] == "root %s is not a directory." % (tmp_path / "nowhere")
 
 
-@ansible_cli
 def test_through_ansible_on_this_machine(tmp_path):
     rc, host = run_ansible(tmp_path, {})
     assert rc == 0, host

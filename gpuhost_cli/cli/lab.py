@@ -1,0 +1,131 @@
+"""gpuhost lab: a local fleet of systemd hosts in containers, reached over SSH."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gpuhost_cli.cli._common import OutputFormat, fail, help_text, print_json
+
+UP_HELP = """\
+Start a lab fleet on this machine: N systemd hosts (containers from local Debian images,
+built once with debootstrap), each reachable over SSH with a key made for the lab, a
+signed stand-in mirror of Docker's and NVIDIA's repositories, and an inventory for them.
+
+The stand-in mirror holds packages under the real names that install the real entry
+points; it is not Docker's or NVIDIA's software. Needs root and a running Docker engine.
+Running it again keeps the hosts that exist and adds or removes hosts to match --hosts.
+"""
+
+UP_EPILOG = """\
+Examples:
+
+  gpuhost lab up                        # 2 Debian 12 hosts
+  gpuhost lab up --hosts 5 --distro mixed
+  gpuhost provision -i ~/.local/state/gpuhost/lab/inventory
+  gpuhost verify -i ~/.local/state/gpuhost/lab/inventory
+  gpuhost lab down
+"""
+
+DOWN_HELP = """\
+Remove the lab's hosts, its stand-in mirror and its network. The host images, the SSH
+key and the mirror's keys are kept for the next gpuhost lab up.
+"""
+
+
+class Distro(str, Enum):
+    debian12 = "debian12"
+    debian13 = "debian13"
+    mixed = "mixed"
+
+
+StateDir = Annotated[
+    Path | None,
+    typer.Option("--state-dir", metavar="DIR", show_default=False,
+                 help="Where the lab keeps its inventory and keys (default ~/.local/state/gpuhost/lab)."),
+]
+
+
+Name = Annotated[
+    str,
+    typer.Option("--name", metavar="NAME", help="Name of the lab: its hosts are NAME-1, NAME-2, ..."),
+]
+
+
+def _lab(state_dir: Path | None, name: str):
+    from gpuhost_cli.lab import Lab, LabError
+
+    if not name.replace("-", "").isalnum() or not name[0].isalpha():
+        fail(f"--name {name!r}: use letters, digits and dashes, starting with a letter", 2)
+    try:
+        return Lab(state_dir=state_dir, prefix=name)
+    except LabError as exc:
+        fail(str(exc), 1)
+
+
+def up(
+    hosts: Annotated[int, typer.Option("--hosts", "-n", min=1, max=32, help="How many hosts.")] = 2,
+    distro: Annotated[Distro, typer.Option("--distro", help="Debian release of the hosts; mixed alternates.")]
+    = Distro.debian12,
+    state_dir: StateDir = None,
+    name: Name = "gpuhost-lab",
+    output: Annotated[OutputFormat, typer.Option("--format", "-f", help="table for people, json for programs.")]
+    = OutputFormat.table,
+) -> None:
+    """Start the lab (help: UP_HELP)."""
+    from gpuhost_cli.lab import LabError
+    from gpuhost_cli.lab.fleet import STAND_IN_NOTICE
+
+    lab = _lab(state_dir, name)
+    try:
+        started = lab.up(hosts, distro.value)
+    except LabError as exc:
+        fail(str(exc), 1)
+    summary = {
+        "inventory": str(lab.inventory_dir),
+        "hosts": [{"name": h.name, "distro": h.distro, "address": h.address} for h in started],
+        "mirror": lab.mirror_url,
+        "stand_in": True,
+        "notice": STAND_IN_NOTICE,
+    }
+    if output is OutputFormat.json:
+        print_json(summary)
+        return
+    from rich.table import Table
+
+    from gpuhost_cli.cli._common import console
+
+    table = Table(title="gpuhost lab")
+    for column in ("host", "distro", "address (SSH)"):
+        table.add_column(column)
+    for host in started:
+        table.add_row(host.name, host.distro, host.address)
+    out = console()
+    out.print(table)
+    out.print(f"inventory: {lab.inventory_dir}")
+    out.print(f"NOTE: {STAND_IN_NOTICE}")
+    out.print(f"next: gpuhost provision -i {lab.inventory_dir}")
+
+
+def down(state_dir: StateDir = None, name: Name = "gpuhost-lab") -> None:
+    """Remove the lab (help: DOWN_HELP)."""
+    from gpuhost_cli.lab import LabError
+
+    try:
+        removed = _lab(state_dir, name).down()
+    except LabError as exc:
+        fail(str(exc), 1)
+    typer.echo(f"removed {', '.join(removed)}" if removed else "no lab to remove")
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(help="A local lab fleet: systemd hosts in containers, reached over SSH.",
+                        no_args_is_help=True, rich_markup_mode=None,
+                        context_settings={"help_option_names": ["-h", "--help"]})
+    group.command(short_help="Start a lab fleet and write its inventory.", help=help_text(UP_HELP),
+                  epilog=help_text(UP_EPILOG))(up)
+    group.command(short_help="Remove the lab fleet.", help=help_text(DOWN_HELP))(down)
+    app.add_typer(group, name="lab")

@@ -1,0 +1,80 @@
+"""End to end, as an operator works: a lab fleet over SSH, provision, provision again,
+verify, facts, and the lab removed. Needs root and a running Docker engine (tests/run.sh
+provides both); it is not part of the unit tests."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+GPUHOST = Path(sys.executable).parent / "gpuhost"
+NAME = "gpuhost-e2e"
+
+
+def gpuhost(*args, check=True):
+    proc = subprocess.run([str(GPUHOST), *map(str, args)], capture_output=True, text=True, timeout=1800)
+    if check:
+        assert proc.returncode == 0, f"gpuhost {' '.join(map(str, args))}: rc={proc.returncode}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    state = tmp_path_factory.mktemp("lab")
+    try:
+        up = gpuhost("lab", "up", "--hosts", "2", "--distro", "mixed", "--name", NAME, "--state-dir", state,
+                     "--format", "json")
+        yield json.loads(up.stdout), state
+    finally:
+        down = gpuhost("lab", "down", "--name", NAME, "--state-dir", state, check=False)
+        assert down.returncode == 0, down.stderr
+
+
+def test_lab_up_reports_two_hosts_over_ssh_and_the_stand_in_mirror(lab):
+    summary, state = lab
+    assert [h["name"] for h in summary["hosts"]] == [f"{NAME}-1", f"{NAME}-2"]
+    assert [h["distro"] for h in summary["hosts"]] == ["debian12", "debian13"]
+    assert all(h["address"] for h in summary["hosts"])
+    assert summary["stand_in"] is True and "STAND-IN" in summary["notice"]
+    assert Path(summary["inventory"]) == state / "inventory"
+
+
+def test_provision_then_a_second_run_that_changes_nothing(lab):
+    summary, _ = lab
+    first = json.loads(gpuhost("provision", "-i", summary["inventory"], "--format", "json").stdout)
+    assert first["rc"] == 0 and first["ok"] is True
+    assert set(first["hosts"]) == {f"{NAME}-1", f"{NAME}-2"}
+    for host in first["hosts"].values():
+        assert host["failed"] == 0 and host["unreachable"] == 0 and host["changed"] > 0
+    second = json.loads(gpuhost("provision", "-i", summary["inventory"], "--format", "json").stdout)
+    assert second["rc"] == 0
+    assert {name: host["changed"] for name, host in second["hosts"].items()} == {f"{NAME}-1": 0, f"{NAME}-2": 0}
+
+
+def test_verify_passes_and_gpu_checks_are_not_applicable_without_gpus(lab):
+    summary, _ = lab
+    result = json.loads(gpuhost("verify", "-i", summary["inventory"], "--format", "json").stdout)
+    for name in (f"{NAME}-1", f"{NAME}-2"):
+        host = result["hosts"][name]
+        assert host["status"] == "passed", host
+        checks = {c["name"]: c["status"] for c in host["checks"]}
+        assert checks["Docker answers"] == "passed"
+        assert checks["nvidia runtime registered"] == "passed"
+        assert checks["default runtime"] == "passed"
+        assert checks["docker run --gpus all"] == "not_applicable"
+
+
+def test_facts_reports_each_host(lab):
+    summary, _ = lab
+    result = json.loads(gpuhost("facts", "-i", summary["inventory"], "--format", "json").stdout)
+    assert result["ok"] is True
+    for name, version in ((f"{NAME}-1", "12"), (f"{NAME}-2", "13")):
+        assert result["hosts"][name]["status"] == "ok"
+        facts = result["hosts"][name]["facts"]
+        assert facts["distribution"]["version_id"] == version
+        assert facts["distribution"]["supported"] is True
+        assert facts["pci_gpus"] == []
+        assert facts["toolkit"]["version"] == "1.17.8-1"
+        assert facts["docker"]["default_runtime"] == "nvidia"
