@@ -46,3 +46,44 @@ def test_lab_inventory_passes_gpuhosts_own_validation(tmp_path):
     specs, prefixes = load_catalog(sorted(REPO.glob("roles/*/meta/argument_specs.yml")))
     variables = {**docs["hosts.yml"]["all"]["children"]["gpu_hosts"]["vars"], **docs["group_vars/gpu_hosts/lab.yml"]}
     assert validate_vars("gpuhost-lab-1", variables, specs, prefixes) == []
+
+
+def test_lab_without_docker_says_what_to_install(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from gpuhost_cli.cli import app
+
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    result = CliRunner().invoke(app, ["lab", "up", "--state-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "gpuhost lab needs Docker: no docker command found" in result.output
+    assert "apt-get install docker.io" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_lab_with_a_docker_engine_that_does_not_answer(monkeypatch, tmp_path):
+    import subprocess
+
+    from typer.testing import CliRunner
+
+    from gpuhost_cli.cli import app
+
+    def no_engine(argv, **kwargs):
+        return subprocess.CompletedProcess(argv, 1, "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock")
+
+    monkeypatch.setattr("shutil.which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr("subprocess.run", no_engine)
+    result = CliRunner().invoke(app, ["lab", "up", "--state-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "needs a running Docker engine" in result.output
+    assert "Cannot connect to the Docker daemon" in result.output
+
+
+def test_lab_name_must_be_a_plain_name(tmp_path):
+    from typer.testing import CliRunner
+
+    from gpuhost_cli.cli import app
+
+    result = CliRunner().invoke(app, ["lab", "up", "--name", "bad name;rm", "--state-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "--name" in result.output
