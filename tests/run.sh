@@ -19,7 +19,21 @@ fast=0
 [ "${1:-}" = "--fast" ] && fast=1
 scenarios="${GPUHOST_SCENARIOS:-default bad-input daemon-safety}"
 
-step() { printf '\n=== %s ===\n' "$*"; }
+timings=()
+step_name=""
+step_start=$SECONDS
+step() {
+  [ -n "$step_name" ] && timings+=("$(printf '%5d s  %s' $((SECONDS - step_start)) "$step_name")")
+  step_name="$*"
+  step_start=$SECONDS
+  printf '\n=== %s ===\n' "$*"
+}
+report_timings() {
+  [ -n "$step_name" ] && timings+=("$(printf '%5d s  %s' $((SECONDS - step_start)) "$step_name")")
+  step_name=""
+  printf '\nTime per step (total %d s):\n' "$SECONDS"
+  printf '  %s\n' "${timings[@]}"
+}
 
 step "Host tools (gnupg, apt-utils, debootstrap, docker.io) and the Python environment"
 ensure_host_tools
@@ -34,7 +48,10 @@ ansible-lint
 step "Unit tests (pytest)"
 pytest
 
-[ "$fast" -eq 1 ] && exit 0
+if [ "$fast" -eq 1 ]; then
+  report_timings
+  exit 0
+fi
 
 step "Test hosts and the stand-in mirror"
 ensure_docker_engine
@@ -59,4 +76,6 @@ echo "molecule: $passed passed, $failed failed"
 step "End to end: gpuhost lab up, provision (twice), verify, facts, lab down"
 e2e=0
 pytest tests/e2e || e2e=$?
+report_timings
+echo "molecule: $passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$e2e" -eq 0 ]
