@@ -73,8 +73,11 @@ def provision(
 
     from gpuhost_cli import runner, views
 
+    from gpuhost_cli.rollout_lock import rollout_lock
+
     show_live = output is OutputFormat.table and stdout_is_tty()
-    with user_errors(), live_run(show_live, "gpuhost provision") as on_event:
+    # One rollout per inventory: a second one stops here, before it connects to any host.
+    with user_errors(), rollout_lock(path), live_run(show_live, "gpuhost provision") as on_event:
         result = runner.run_playbook(
             "site", path, limit=limit, tags=tags, check=check, diff=diff, forks=forks,
             extravars=variables, on_event=on_event,
