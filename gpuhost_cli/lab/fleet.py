@@ -226,6 +226,9 @@ class Lab:
 
     def ensure_ssh_key(self) -> Path:
         if not self.ssh_key.exists():
+            if shutil.which("ssh-keygen") is None or shutil.which("ssh") is None:
+                raise LabError("gpuhost lab reaches its hosts over SSH: install the SSH client "
+                               "(Debian: apt-get install openssh-client)")
             self.state_dir.mkdir(parents=True, exist_ok=True)
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "gpuhost-lab",
                             "-f", str(self.ssh_key)], check=True)

@@ -28,7 +28,7 @@ apt_install_missing() {
 
 ensure_host_tools() {
   apt_install_missing dockerd docker.io debootstrap debootstrap \
-    apt-ftparchive apt-utils gpg gnupg dpkg-deb dpkg
+    apt-ftparchive apt-utils gpg gnupg dpkg-deb dpkg ssh openssh-client ssh-keygen openssh-client
 }
 
 docker_engine_answers() { docker info >/dev/null 2>&1; }
