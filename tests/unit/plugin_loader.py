@@ -49,3 +49,50 @@ def run_adhoc(module, args, tmp_path, *extra, timeout=180):
         raise AssertionError(f"ansible printed no JSON (rc={proc.returncode})\nstdout:\n{proc.stdout}\n"
                              f"stderr:\n{proc.stderr}") from None
     return proc.returncode, report["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+
+class ModuleExit(Exception):
+    """A module's exit_json, caught in-process; ``result`` is what it returned."""
+
+    def __init__(self, result):
+        super().__init__(result)
+        self.result = result
+
+
+class ModuleFail(Exception):
+    """A module's fail_json, caught in-process; ``result`` holds msg and failed."""
+
+    def __init__(self, result):
+        super().__init__(result.get("msg"))
+        self.result = result
+
+
+def run_main(module, args, check_mode=False, diff=False):
+    """Run a loaded module's main() in-process with ``args``.
+
+    Returns what it passed to exit_json; raises ModuleFail with what it passed to fail_json.
+    """
+    from unittest import mock
+
+    from ansible.module_utils import basic
+    from ansible.module_utils.testing import patch_module_args
+
+    def exit_json(self, **result):
+        raise ModuleExit(result)
+
+    def fail_json(self, msg, **result):
+        raise ModuleFail({**result, "msg": msg, "failed": True})
+
+    args = dict(args)
+    if check_mode:
+        args["_ansible_check_mode"] = True
+    if diff:
+        args["_ansible_diff"] = True
+    with patch_module_args(args), \
+            mock.patch.object(basic.AnsibleModule, "exit_json", exit_json), \
+            mock.patch.object(basic.AnsibleModule, "fail_json", fail_json):
+        try:
+            module.main()
+        except ModuleExit as done:
+            return done.result
+    raise AssertionError("the module returned without calling exit_json or fail_json")

@@ -22,10 +22,9 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from plugin_loader import load_module, run_adhoc
+from plugin_loader import ModuleFail, load_module, run_adhoc, run_main
 
 from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 REPO = Path(__file__).resolve().parents[2]
 KEYS = REPO / "tests" / "harness" / "mirror" / "keys"
@@ -87,44 +86,9 @@ def gnupg_homes():
     return set(glob.glob(os.path.join(tempfile.gettempdir(), "apt-signing-key-*")))
 
 
-class ModuleExit(Exception):
-    def __init__(self, result):
-        super().__init__(result)
-        self.result = result
-
-
-class ModuleFail(Exception):
-    def __init__(self, result):
-        super().__init__(result.get("msg"))
-        self.result = result
-
-
-def _exit_json(self, **kwargs):
-    kwargs.setdefault("changed", False)
-    raise ModuleExit(kwargs)
-
-
-def _fail_json(self, msg, **kwargs):
-    kwargs["msg"] = msg
-    kwargs["failed"] = True
-    raise ModuleFail(kwargs)
-
-
 def run_module(args, check_mode=False, diff=False):
     """Run the module's main() in-process; return the exit result or raise ModuleFail."""
-    args = dict(args)
-    if check_mode:
-        args["_ansible_check_mode"] = True
-    if diff:
-        args["_ansible_diff"] = True
-    with patch_module_args(args), \
-            mock.patch.object(basic.AnsibleModule, "exit_json", _exit_json), \
-            mock.patch.object(basic.AnsibleModule, "fail_json", _fail_json):
-        try:
-            ask.main()
-        except ModuleExit as e:
-            return e.result
-    raise AssertionError("the module returned without calling exit_json or fail_json")
+    return run_main(ask, args, check_mode=check_mode, diff=diff)
 
 
 def fail_module(args, **kw):

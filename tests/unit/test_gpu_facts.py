@@ -16,10 +16,8 @@ from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
-from plugin_loader import load_module, run_adhoc
+from plugin_loader import ModuleFail, load_module, run_adhoc, run_main
 
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "gpu"
@@ -256,58 +254,24 @@ def test_stand_in_only_answers_the_two_invocations():
 # The module's main(), in-process
 # ---------------------------------------------------------------------------
 
-class ModuleExit(Exception):
-    def __init__(self, result):
-        super().__init__(result)
-        self.result = result
-
-
-class ModuleFail(ModuleExit):
-    pass
-
-
-def _exit_json(self, **result):
-    raise ModuleExit(result)
-
-
-def _fail_json(self, **result):
-    raise ModuleFail(result)
-
-
-def run_module(args, check_mode=False):
-    args = dict(args)
-    if check_mode:
-        args["_ansible_check_mode"] = True
-    with patch_module_args(args), \
-            mock.patch.object(basic.AnsibleModule, "exit_json", _exit_json), \
-            mock.patch.object(basic.AnsibleModule, "fail_json", _fail_json):
-        try:
-            gf.main()
-        except ModuleExit as e:
-            return e
-    raise AssertionError("the module returned without calling exit_json or fail_json")
-
-
 @pytest.mark.parametrize("check_mode", [False, True])
 def test_main_returns_facts_and_changes_nothing(check_mode):
-    outcome = run_module({"root": str(FIXTURES / "eight-gpus-driver")}, check_mode=check_mode)
-    assert not isinstance(outcome, ModuleFail), outcome.result
-    result = outcome.result
+    result = run_main(gf, {"root": str(FIXTURES / "eight-gpus-driver")}, check_mode=check_mode)
     assert result["changed"] is False
     assert result["ansible_facts"]["gpuhost_gpu"] == result["gpu"]
     assert result["gpu"] == facts("eight-gpus-driver")
 
 
 def test_main_refuses_a_root_that_is_not_a_directory(tmp_path):
-    outcome = run_module({"root": str(tmp_path / "missing")})
-    assert isinstance(outcome, ModuleFail)
-    assert outcome.result["msg"] == "root %s is not a directory." % (tmp_path / "missing")
+    with pytest.raises(ModuleFail) as outcome:
+        run_main(gf, {"root": str(tmp_path / "missing")})
+    assert outcome.value.result["msg"] == "root %s is not a directory." % (tmp_path / "missing")
 
 
 def test_main_refuses_a_timeout_below_one():
-    outcome = run_module({"root": str(FIXTURES / "no-gpu"), "timeout": 0})
-    assert isinstance(outcome, ModuleFail)
-    assert "timeout must be a positive number" in outcome.result["msg"]
+    with pytest.raises(ModuleFail) as outcome:
+        run_main(gf, {"root": str(FIXTURES / "no-gpu"), "timeout": 0})
+    assert "timeout must be a positive number" in outcome.value.result["msg"]
 
 
 # ---------------------------------------------------------------------------
