@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from unittest import mock
@@ -22,7 +23,8 @@ from plugin_loader import ModuleFail, load_module, run_adhoc, run_main
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "gpu"
 ANSIBLE = REPO / ".venv" / "bin" / "ansible"
-CASES = ("no-gpu", "one-gpu-no-driver", "eight-gpus-driver", "nouveau", "mig-enabled", "smi-fails")
+CASES = ("no-gpu", "one-gpu-no-driver", "eight-gpus-driver", "nouveau", "mig-enabled", "smi-fails", "h200-captured")
+CAPTURED = REPO / "tests" / "fixtures" / "gpu-captured"
 
 SMI_QUERY = ("--query-gpu=index,name,uuid,memory.total,driver_version,mig.mode.current,pci.bus_id",
              "--format=csv,noheader,nounits")
@@ -229,6 +231,49 @@ def test_smi_fails_on_unsupported_distribution():
         "The NVIDIA driver (535.183.01) is loaded but nvidia-smi fails (exit status 9): " + SMI_COMM_ERROR + " ")
     assert "reboot" in gpu["problems"][1]
     assert gpu["summary"] == "1 GPU (NVIDIA Tesla T4), driver 535.183.01, nvidia-smi fails"
+
+
+def test_captured_h200_tree_reads_as_the_real_host_did():
+    """The tree copied from a real H200 host gives the facts the module reported on that host."""
+    recorded = json.loads((CAPTURED / "facts-module.json").read_text())["gpu"]
+    gpu = facts("h200-captured")
+    assert gpu["summary"] == recorded["summary"] == "1 GPU (NVIDIA H200), driver 580.159.04, CUDA 13.0"
+    for key in ("distribution", "pci_gpus", "driver", "toolkit", "findings", "problems"):
+        assert gpu[key] == recorded[key], key
+    smi = dict(gpu["nvidia_smi"], path=None)
+    assert smi == dict(recorded["nvidia_smi"], path=None)
+    assert recorded["nvidia_smi"]["path"] == "/usr/local/nvidia/bin/nvidia-smi"
+    assert smi["gpus"][0]["memory_mib"] == 143771 and smi["gpus"][0]["pci_address"] == "0000:00:06.0"
+    assert gpu["driver"] == {"loaded": True, "version": "580.159.04", "flavor": "open", "nouveau_loaded": False}
+    assert gpu["pci_gpus"] == [{"address": "0000:00:06.0", "device_id": "0x2335", "class": "0x030200",
+                                "driver": "nvidia", "model": "NVIDIA H200 SXM 141GB"}]
+    # Docker was not installed there; under another root the engine is never asked.
+    assert recorded["docker"]["installed"] is False and gpu["docker"]["installed"] is False
+
+
+def test_captured_cli_output_matches_the_module():
+    """gpuhost facts on the real host carried the module's facts unchanged."""
+    module = json.loads((CAPTURED / "facts-module.json").read_text())["gpu"]
+    cli = json.loads((CAPTURED / "facts-cli.json").read_text())
+    (host,) = cli["hosts"].values()
+    assert host["status"] == "ok" and host["error"] is None
+    assert host["facts"]["summary"] == module["summary"]
+    assert host["facts"]["nvidia_smi"]["gpus"] == module["nvidia_smi"]["gpus"]
+
+
+def test_capture_script_reproduces_a_tree(tmp_path):
+    """capture_gpu_tree.py, pointed at a fixture tree as if it were a host, copies what gpu_facts reads."""
+    source = FIXTURES / "eight-gpus-driver"
+    subprocess.run([sys.executable, str(REPO / "tests/harness/capture_gpu_tree.py"), str(tmp_path / "copy"),
+                    "--source-root", str(source), "--nvidia-smi", str(source / "usr/bin/nvidia-smi")],
+                   check=True, capture_output=True)
+    original, copy = facts("eight-gpus-driver"), gf.collect(str(tmp_path / "copy"))
+    for key in ("distribution", "pci_gpus", "driver", "toolkit", "findings", "summary"):
+        assert copy[key] == original[key], key
+    assert copy["nvidia_smi"]["gpus"] == original["nvidia_smi"]["gpus"]
+    assert copy["docker"]["configured_default_runtime"] == "nvidia"
+    other = subprocess.run([str(tmp_path / "copy/usr/bin/nvidia-smi"), "-L"], capture_output=True, text=True)
+    assert other.returncode == 2 and "no recording for: -L" in other.stderr
 
 
 @pytest.mark.parametrize("case", CASES)

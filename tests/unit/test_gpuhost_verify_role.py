@@ -8,6 +8,7 @@ machine's Docker engine. The run goes through gpuhost_cli.runner, as the CLI's d
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -125,3 +126,20 @@ def test_without_pull_a_missing_image_is_named(verify, monkeypatch, tmp_path):
     assert checks["test image"]["detail"] == (
         "nvidia/cuda:12.6.3-base-ubuntu24.04 is not on the host; docker load it, or set gpuhost_verify_pull: true")
     assert checks["docker run --gpus all"]["detail"] == "not tried: the test image is missing"
+
+
+def test_the_captured_h200_host_without_docker(verify, monkeypatch):
+    """The real H200 host (tests/fixtures/gpu-captured) had its driver but no Docker engine."""
+    monkeypatch.setenv("FAKE_DOCKER_STATE", "down")
+    result, host, checks = verify("h200-captured")
+    assert result.rc != 0
+    assert checks["Docker answers"] == {
+        "name": "Docker answers", "status": "failed",
+        "detail": "Docker is not installed (no docker program on the host); run gpuhost provision"}
+    assert checks["NVIDIA GPUs"] == {"name": "NVIDIA GPUs", "status": "passed", "detail": "1 found: NVIDIA H200 SXM 141GB"}
+    assert checks["NVIDIA driver loaded"]["detail"] == "driver 580.159.04"
+    recorded = json.loads((REPO / "tests/fixtures/gpu-captured/verify-cli.json").read_text())
+    (real,) = recorded["hosts"].values()
+    for check in real["checks"]:
+        if check["name"] != "Docker answers":
+            assert checks[check["name"]] == check, check["name"]

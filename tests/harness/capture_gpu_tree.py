@@ -1,0 +1,122 @@
+"""Copy what gpu_facts reads on this host into a fixture tree (tests/fixtures/gpu/<name>).
+
+    python3 tests/harness/capture_gpu_tree.py DEST [--nvidia-smi PATH]
+
+Copies os-release, /proc/modules, /proc/driver/nvidia/version, the vendor, device and class
+of every PCI device with the name of its driver, the dpkg entries of NVIDIA's container
+packages and /etc/docker/daemon.json; and writes DEST/usr/bin/nvidia-smi, a stand-in that
+prints what the real nvidia-smi printed for the two invocations gpu_facts makes. Nothing
+else of the host is copied. Uses the standard library only, so it runs on a bare GPU host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+QUERY = [
+    "--query-gpu=index,name,uuid,memory.total,driver_version,mig.mode.current,pci.bus_id",
+    "--format=csv,noheader,nounits",
+]
+FILES = ("etc/os-release", "usr/lib/os-release", "proc/modules", "proc/driver/nvidia/version",
+         "etc/docker/daemon.json")
+PCI_ATTRIBUTES = ("vendor", "device", "class")
+DPKG_PACKAGES = ("nvidia-container-toolkit", "nvidia-container-toolkit-base",
+                 "libnvidia-container-tools", "libnvidia-container1")
+
+
+def copy_file(source: Path, dest: Path) -> bool:
+    try:
+        data = source.read_bytes()
+    except OSError:
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(data)
+    return True
+
+
+def copy_pci(source_root: Path, dest_root: Path) -> int:
+    devices = source_root / "sys/bus/pci/devices"
+    count = 0
+    for device in sorted(devices.iterdir()) if devices.is_dir() else []:
+        target = dest_root / "sys/bus/pci/devices" / device.name
+        for name in PCI_ATTRIBUTES:
+            copy_file(device / name, target / name)
+        driver = device / "driver"
+        if driver.exists():
+            name = os.path.basename(os.readlink(driver))
+            (dest_root / "sys/bus/pci/drivers" / name).mkdir(parents=True, exist_ok=True)
+            (target / "driver").symlink_to(f"../../drivers/{name}")
+        count += 1
+    return count
+
+
+def dpkg_entries(text: str) -> str:
+    """The stanzas of dpkg's status file that describe NVIDIA's container packages."""
+    keep = []
+    for stanza in text.split("\n\n"):
+        first = stanza.strip().splitlines()[:1]
+        if first and first[0].startswith("Package: ") and first[0][9:].strip() in DPKG_PACKAGES:
+            keep.append(stanza.strip())
+    return "\n\n".join(keep) + ("\n" if keep else "")
+
+
+def run(argv: list[str]) -> tuple[int, str]:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                            env=dict(os.environ, LC_ALL="C"))
+    return result.returncode, result.stdout + result.stderr
+
+
+def stand_in(query: tuple[int, str], plain: tuple[int, str]) -> str:
+    def answer(invocation: str, recorded: tuple[int, str]) -> str:
+        status, text = recorded
+        if not text.endswith("\n"):
+            text += "\n"
+        return (f"  {shlex.quote(invocation)})\n    cat <<'EOF'\n{text}EOF\n    exit {status}\n    ;;\n")
+
+    return (
+        "#!/bin/sh\n"
+        "# Stand-in for nvidia-smi in a test fixture: what the real nvidia-smi printed on the\n"
+        "# captured host, for the two invocations gpu_facts makes (tests/harness/capture_gpu_tree.py).\n"
+        'case "$*" in\n'
+        + answer(" ".join(QUERY), query)
+        + answer("", plain)
+        + '  *)\n    echo "stand-in nvidia-smi: no recording for: $*" >&2\n    exit 2\n    ;;\n'
+        "esac\n"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dest", type=Path)
+    parser.add_argument("--source-root", type=Path, default=Path("/"))
+    parser.add_argument("--nvidia-smi", default=shutil.which("nvidia-smi"))
+    args = parser.parse_args()
+    dest: Path = args.dest
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+
+    copied = [rel for rel in FILES if copy_file(args.source_root / rel, dest / rel)]
+    devices = copy_pci(args.source_root, dest)
+    status = args.source_root / "var/lib/dpkg/status"
+    if status.is_file():
+        (dest / "var/lib/dpkg").mkdir(parents=True)
+        (dest / "var/lib/dpkg/status").write_text(dpkg_entries(status.read_text(errors="replace")))
+    if args.nvidia_smi:
+        smi = dest / "usr/bin/nvidia-smi"
+        smi.parent.mkdir(parents=True)
+        smi.write_text(stand_in(run([args.nvidia_smi, *QUERY]), run([args.nvidia_smi])))
+        smi.chmod(0o755)
+    print(f"captured {dest}: {', '.join(copied) or 'no files'}; {devices} PCI devices; "
+          f"nvidia-smi {'recorded' if args.nvidia_smi else 'not found'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
