@@ -22,10 +22,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["DEFERRED_PREFIX", "HostRun", "RunModel", "result_message"]
+__all__ = ["DEFERRED_PREFIX", "GATE_ACTIONS", "HostRun", "RunModel", "result_message"]
 
 #: The docker_daemon role reports a host it leaves alone with a debug message starting so.
 DEFERRED_PREFIX = "DEFERRED "
+
+#: The rollout gate of site.yml (gpuhost_cli/ansible_plugins/action/gpuhost_rollout_gate.py).
+GATE_ACTIONS = frozenset(("gpuhost_rollout_gate",))
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _UNMATCHED = re.compile(r"Could not match supplied host pattern, ignoring: (\S+)")
@@ -124,6 +127,8 @@ class HostRun:
     stats: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     done: bool = False
+    #: The time of the host's first and last event in each play, by the play's name.
+    plays: dict[str, list[datetime]] = field(default_factory=dict)
     _pending_failure: str | None = field(default=None, repr=False)
     _item_errors: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -184,6 +189,9 @@ class RunModel:
         self.no_hosts_matched = False
         self.messages: list[str] = []
         self.artifact_data: dict[str, Any] = {}
+        #: The rollout gate's results (batches, stops, the summary), in order, each with
+        #: the time it was decided as ``created``.
+        self.gates: list[dict[str, Any]] = []
         self._play_pattern: str | None = None
 
     @classmethod
@@ -267,11 +275,17 @@ class RunModel:
             if host.started is None:
                 host.started = created
             host.ended = created
+            play = data.get("play")
+            if play:
+                host.plays.setdefault(str(play), [created, created])[1] = created
         return host
 
-    def _keep(self, host: HostRun, data: Mapping[str, Any]) -> None:
+    def _keep(self, host: HostRun, data: Mapping[str, Any], created: datetime | None = None) -> None:
         action = data.get("task_action")
         res = data.get("res")
+        if action in GATE_ACTIONS and isinstance(res, Mapping) and "stage" in res:
+            self.gates.append({**res, "created": created.isoformat() if created else None,
+                               "play": data.get("play")})
         if action in self.keep_results and isinstance(res, Mapping):
             host.results[str(action)] = res
 
@@ -302,7 +316,7 @@ class RunModel:
         if host is None:
             return
         self._continued(host)
-        self._keep(host, data)
+        self._keep(host, data, created)
         res = data.get("res") or {}
         host.ok += 1
         if isinstance(res, Mapping):
@@ -329,7 +343,7 @@ class RunModel:
         if host is None:
             return
         self._continued(host)
-        self._keep(host, data)
+        self._keep(host, data, created)
         task = str(data.get("task") or "")
         if data.get("ignore_errors"):
             host.ignored += 1

@@ -30,6 +30,7 @@ STATUS_STYLE = {
     "failed": "bold red",
     "unreachable": "bold red",
     "not_applicable": "dim",
+    "not_reached": "dim",
 }
 SEVERITY_STYLE = {"error": "red", "warning": "yellow", "info": "cyan"}
 CHECK_WORDS = {"passed": "passed", "failed": "FAILED", "not_applicable": "n/a"}
@@ -364,3 +365,35 @@ def render_text(renderables: Sequence[RenderableType], width: int = 160) -> str:
     for item in renderables:
         console.print(item)
     return console.export_text()
+
+
+# ---- gpuhost provision: the rollout report -------------------------------------------------
+
+
+def rollout_table(report: Mapping[str, Any], title: str = "gpuhost provision") -> RenderableType:
+    """Each host with its batch, how it ended, what changed and how long it took; then why
+    the rollout stopped, how to finish deferred hosts, and each host's error in full."""
+    table = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left", pad_edge=False)
+    for header in ("batch", "host", "status", "changed", "elapsed"):
+        table.add_column(header, justify="right" if header in ("batch", "changed", "elapsed") else "left",
+                         no_wrap=True, overflow="ellipsis" if header == "host" else "fold")
+    notes: list[RenderableType] = []
+    for name, host in report["hosts"].items():
+        status = host["status"]
+        word = status.replace("_", " ")
+        table.add_row(str(host["batch"] or "-"), name, _styled(word, status),
+                      str(host["changed"]), elapsed_text(host["elapsed_s"]))
+        if host.get("error"):
+            notes.append(Text.assemble((f"{name} ({word}): ", "bold"),
+                                       (host["error"], STATUS_STYLE.get(status, ""))))
+    counts = report["counts"]
+    line = (f"{counts['ok']} done, {counts['failed']} failed, {counts['unreachable']} unreachable, "
+            f"{counts['deferred']} deferred, {counts['not_reached']} not reached; "
+            f"batches {report['batches_requested']}, max fail {report['max_fail_percentage']}%")
+    notes.insert(0, Text(line))
+    if report.get("stopped"):
+        notes.append(Text(report["stopped"], style="bold red"))
+    if report.get("finish_deferred"):
+        notes.append(Text(report["finish_deferred"], style="yellow"))
+    return Group(table, *notes)
+

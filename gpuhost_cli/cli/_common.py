@@ -111,13 +111,15 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def finish(result: RunResult, output: OutputFormat, hosts_json: Any, show_table: Any) -> NoReturn:
-    """Print the result as JSON ({"hosts", "rc", "ok"}) or as tables, and exit with Ansible's status.
+def finish(result: RunResult, output: OutputFormat, hosts_json: Any, show_table: Any,
+           extra: dict[str, Any] | None = None) -> NoReturn:
+    """Print the result as JSON ({"hosts", "rc", "ok"} and ``extra``) or as tables, and exit
+    with Ansible's status.
 
     ``show_table`` is called only for the table format, so JSON runs never import rich.
     """
     if output is OutputFormat.json:
-        print_json({"hosts": hosts_json, "rc": result.rc, "ok": result.ok})
+        print_json({"hosts": hosts_json, "rc": result.rc, "ok": result.ok, **(extra or {})})
     else:
         show_table()
     raise typer.Exit(result.rc)

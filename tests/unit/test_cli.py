@@ -233,8 +233,13 @@ def test_provision_names_the_unreachable_host(cli, unreachable_inventory):
     assert result.exit_code == 4, result.output
     out = result.stdout
     assert "gpu1" in out
-    assert "gpu1 (first error): Failed to connect to the host via ssh" in out
+    assert "gpu1 (unreachable): Failed to connect to the host via ssh" in out
     assert "Could not resolve hostname gpu1.invalid" in out
+    assert "Rollout stopped before any host changed: 1 of 1 hosts could not be reached" in out
+    assert "0 done, 0 failed, 1 unreachable, 0 deferred, 0 not reached" in out
+    report = Path(unreachable_inventory) / ".gpuhost" / "rollouts" / "last.json"
+    assert f"Report: {report.parent}" in out.replace("\n", "")
+    assert json.loads(report.read_text())["hosts"]["gpu1"]["status"] == "unreachable"
     no_traceback(result)
 
 
@@ -242,8 +247,16 @@ def test_provision_json(cli, unreachable_inventory):
     result = cli("provision", "-i", unreachable_inventory, "--check", "--diff", "--forks", "2", "--format", "json")
     assert result.exit_code == 4
     data = json.loads(result.stdout)
-    assert set(data) == {"hosts", "rc", "ok"}
+    assert set(data) == {"hosts", "rc", "ok", "rollout", "report_file"}
     assert data["rc"] == 4 and data["ok"] is False
+    rollout = data["rollout"]
+    assert rollout["check"] is True and rollout["outcome"] == "stopped"
+    assert rollout["batches_requested"] == [1, "25%", "100%"] and rollout["max_fail_percentage"] == 0
+    assert rollout["hosts"]["gpu1"]["status"] == "unreachable" and rollout["hosts"]["gpu1"]["batch"] is None
+    assert json.loads(Path(data["report_file"]).read_text()) == rollout
+    assert data["report_file"].endswith("-check.json")
+    # A dry run is never what --resume picks up.
+    assert not (Path(data["report_file"]).parent / "last.json").exists()
     host = data["hosts"]["gpu1"]
     assert host["status"] == "unreachable" and host["unreachable"] == 1 and host["failed"] == 0
     assert host["error_task"] == "Gathering Facts"

@@ -587,5 +587,5 @@ def test_playbook_passes_validation_of_a_good_inventory(tmp_path):
     assert "ok: [gpu1]" in validation, output
     assert "FAILED" not in validation
     assert "host gpu1:" not in output
-    assert "PLAY [Check the inputs of every role]" in output
+    assert "PLAY [Reach every host]" in output
     assert "UNREACHABLE" in output

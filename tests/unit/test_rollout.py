@@ -1,0 +1,176 @@
+"""The batch plan and the rollout gate's decisions (gpuhost_cli.rollout)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpuhost_cli import rollout
+from gpuhost_cli.rollout import RolloutError, batch_sizes, decide, parse_batches, parse_max_fail, plan
+
+HOSTS = [f"gpu{i}" for i in range(1, 7)]
+
+
+# ---- Batch sizes -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("1,25%,100%", [1, "25%", "100%"]),
+    (" 2 , 50% ", [2, "50%"]),
+    ([1, "25%", "100%"], [1, "25%", "100%"]),
+    (["3", "100 %"], [3, "100%"]),
+    ("100%", ["100%"]),
+])
+def test_parse_batches(text, expected):
+    assert parse_batches(text) == expected
+
+
+@pytest.mark.parametrize("bad, words", [
+    ("", "is not a host count"),
+    ([], "is empty"),
+    ("0", "0"),
+    ("1,,100%", "''"),
+    ("101%", "from 1% to 100%"),
+    ("0%", "from 1% to 100%"),
+    ("abc", "'abc'"),
+    ([True], "True"),
+    ([-1], "-1 hosts"),
+    ({"a": 1}, "must be a list"),
+])
+def test_parse_batches_refuses(bad, words):
+    with pytest.raises(RolloutError) as caught:
+        parse_batches(bad, "--batches")
+    assert words in str(caught.value)
+    assert str(caught.value).startswith("--batches")
+
+
+@pytest.mark.parametrize("value, expected", [(0, 0), ("10", 10), ("25%", 25), (100, 100)])
+def test_parse_max_fail(value, expected):
+    assert parse_max_fail(value) == expected
+
+
+@pytest.mark.parametrize("bad", [-1, 101, "ten", True, None])
+def test_parse_max_fail_refuses(bad):
+    with pytest.raises(RolloutError):
+        parse_max_fail(bad)
+
+
+@pytest.mark.parametrize("count, batches, sizes", [
+    (6, [1, "25%", "100%"], [1, 1, 4]),
+    (20, [1, "25%", "100%"], [1, 5, 14]),
+    (100, [1, "10%", "100%"], [1, 10, 89]),
+    (2, [1, "25%", "100%"], [1, 1]),
+    (1, [1, "25%", "100%"], [1]),
+    (7, [2], [2, 2, 2, 1]),
+    (6, ["100%"], [6]),
+    (6, [1, 2, "100%"], [1, 2, 3]),
+])
+def test_batch_sizes_split_like_ansible_serial(count, batches, sizes):
+    assert batch_sizes(count, batches) == sizes
+    assert sum(sizes) == count
+
+
+def test_plan_keeps_the_inventory_order():
+    assert plan(HOSTS, [1, 2, "100%"]) == [["gpu1"], ["gpu2", "gpu3"], ["gpu4", "gpu5", "gpu6"]]
+
+
+# ---- Host states -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("facts, state", [
+    ({}, "not_reached"),
+    ({"gpuhost_rollout_reached": True}, "not_reached"),
+    ({"gpuhost_rollout_batch": 1}, "failed"),
+    ({"gpuhost_rollout_batch": "2", "gpuhost_rollout_done": True}, "ok"),
+    ({"gpuhost_rollout_batch": 1, "docker_daemon_deferred": True}, "deferred"),
+])
+def test_host_state(facts, state):
+    assert rollout.host_state(facts) == state
+
+
+def facts_for(done=(), failed=(), deferred=(), batch_of=None, reached=HOSTS):
+    batch_of = batch_of or {}
+    out = {}
+    for host in HOSTS:
+        f = {"gpuhost_rollout_reached": host in reached}
+        if host in batch_of:
+            f["gpuhost_rollout_batch"] = batch_of[host]
+        if host in done:
+            f["gpuhost_rollout_done"] = True
+        if host in deferred:
+            f["docker_daemon_deferred"] = True
+        out[host] = f
+    return out
+
+
+# ---- The gate ----------------------------------------------------------------------------------
+
+def test_preflight_stops_on_a_lost_host_by_default():
+    d = decide("preflight", HOSTS, facts_for(reached=HOSTS[1:]), 0)
+    assert d.stop and d.failed == ["gpu1"]
+    assert d.msg.startswith("Rollout stopped before any host changed: 1 of 6 hosts could not be reached (17% > ")
+    assert "--limit '!gpu1'" in d.msg and "--max-fail" in d.msg
+
+
+def test_preflight_goes_on_within_the_budget():
+    d = decide("preflight", HOSTS, facts_for(reached=HOSTS[1:]), 20)
+    assert not d.stop and d.msg == "5 of 6 hosts answered"
+
+
+def test_first_batch_goes_on():
+    d = decide("batch", HOSTS, facts_for(), 0, batch_hosts=["gpu1"], batches=[1, 2, "100%"])
+    assert not d.stop and d.batch == 1 and d.checked_batch is None
+
+
+def test_a_failed_canary_stops_the_next_batch():
+    d = decide("batch", HOSTS, facts_for(batch_of={"gpu1": 1}), 0, batch_hosts=["gpu2", "gpu3"],
+               batches=[1, 2, "100%"])
+    assert d.stop and d.batch == 2 and d.checked_batch == 1 and d.failed == ["gpu1"]
+    assert d.msg.startswith("Rollout stopped after batch 1: 1 of 1 hosts failed, were rolled back or were lost "
+                            "(100% > gpuhost_rollout_max_fail_percentage 0%): gpu1.")
+    assert "Not rolled out: gpu4, gpu5, gpu6, gpu2, gpu3." in d.msg
+    assert "--limit gpu1,gpu4,gpu5,gpu6,gpu2,gpu3" in d.msg
+
+
+def test_a_deferred_host_does_not_count_as_failed():
+    facts = facts_for(batch_of={"gpu1": 1}, deferred=["gpu1"])
+    d = decide("batch", HOSTS, facts, 0, batch_hosts=["gpu2", "gpu3"], batches=[1, 2, "100%"])
+    assert not d.stop and d.batch == 2
+
+
+@pytest.mark.parametrize("max_fail, stops", [(0, True), (49, True), (50, False), (100, False)])
+def test_the_failure_budget_is_a_share_of_the_batch(max_fail, stops):
+    facts = facts_for(batch_of={"gpu1": 1, "gpu2": 2, "gpu3": 2}, done=["gpu1", "gpu2"])
+    d = decide("batch", HOSTS, facts, max_fail, batch_hosts=["gpu4", "gpu5", "gpu6"], batches=[1, 2, "100%"])
+    assert d.stop is stops
+    assert d.failed == ["gpu3"] and d.checked_batch == 2 and d.batch == 3
+
+
+def test_only_the_batch_before_is_checked():
+    # gpu1 failed in batch 1 within a 100% budget; batch 2 went well.
+    facts = facts_for(batch_of={"gpu1": 1, "gpu2": 2, "gpu3": 2}, done=["gpu2", "gpu3"])
+    d = decide("batch", HOSTS, facts, 0, batch_hosts=["gpu4", "gpu5", "gpu6"], batches=[1, 2, "100%"])
+    assert not d.stop
+
+
+def test_a_batch_ansible_formed_from_other_sizes_is_refused():
+    # The inventory asks for [1, 2, 100%] but Ansible's serial used its default.
+    d = decide("batch", HOSTS, facts_for(), 0, batch_hosts=["gpu1", "gpu2", "gpu3", "gpu4", "gpu5", "gpu6"],
+               batches=[1, 2, "100%"])
+    assert d.stop
+    assert "Ansible takes a play's batch sizes (serial) from extra vars only" in d.msg
+    assert "-e '{\"gpuhost_rollout_batches\": [1, 2, \"100%\"]}'" in d.msg
+
+
+def test_final_summary_names_every_kind_of_host():
+    facts = facts_for(batch_of={"gpu1": 1, "gpu2": 2, "gpu3": 2}, done=["gpu1"], deferred=["gpu2"])
+    d = decide("final", HOSTS, facts, 100)
+    assert not d.stop
+    assert d.msg.startswith("Rollout: 1 of 6 hosts done. Failed, rolled back or lost: gpu3. "
+                            "Not rolled out: gpu4, gpu5, gpu6. Deferred")
+    assert "--limit gpu2 -e docker_daemon_allow_disruption=true" in d.msg
+    assert d.states == {"gpu1": "ok", "gpu2": "deferred", "gpu3": "failed", "gpu4": "not_reached",
+                        "gpu5": "not_reached", "gpu6": "not_reached"}
+
+
+def test_long_host_lists_are_shortened():
+    hosts = [f"n{i:03d}" for i in range(40)]
+    d = decide("preflight", hosts, {}, 0)
+    assert "n009 and 30 more" in d.msg and "n010" not in d.msg
