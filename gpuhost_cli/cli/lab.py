@@ -16,7 +16,10 @@ built once with debootstrap), each reachable over SSH with a key made for the la
 signed stand-in mirror of Docker's and NVIDIA's repositories, and an inventory for them.
 
 The stand-in mirror holds packages under the real names that install the real entry
-points; it is not Docker's or NVIDIA's software. Needs root and a running Docker engine.
+points; it is not Docker's or NVIDIA's software. The hosts fetch Debian's own packages
+through one local caching proxy (apt-cacher-ng, the container gpuhost-apt-cache, shared by
+every lab and the tests), so a fleet downloads each package once; --no-apt-cache fetches
+them directly. Needs root and a running Docker engine.
 Running it again keeps the hosts that exist and adds or removes hosts to match --hosts.
 """
 
@@ -32,7 +35,8 @@ Examples:
 
 DOWN_HELP = """\
 Remove the lab's hosts, its stand-in mirror and its network. The host images, the SSH
-key and the mirror's keys are kept for the next gpuhost lab up.
+key, the mirror's keys and the shared apt cache (gpuhost-apt-cache; docker rm -f
+gpuhost-apt-cache removes it) are kept for the next gpuhost lab up.
 """
 
 
@@ -55,13 +59,13 @@ Name = Annotated[
 ]
 
 
-def _lab(state_dir: Path | None, name: str):
+def _lab(state_dir: Path | None, name: str, apt_cache: bool = True):
     from gpuhost_cli.lab import Lab, LabError
 
     if not name.replace("-", "").isalnum() or not name[0].isalpha():
         fail(f"--name {name!r}: use letters, digits and dashes, starting with a letter", 2)
     try:
-        return Lab(state_dir=state_dir, prefix=name)
+        return Lab(state_dir=state_dir, prefix=name, apt_cache=apt_cache)
     except LabError as exc:
         fail(str(exc), 1)
 
@@ -72,6 +76,9 @@ def up(
     = Distro.debian12,
     state_dir: StateDir = None,
     name: Name = "gpuhost-lab",
+    apt_cache: Annotated[bool, typer.Option("--apt-cache/--no-apt-cache",
+                                            help="Fetch Debian's packages through the shared local apt cache.")]
+    = True,
     output: Annotated[OutputFormat, typer.Option("--format", "-f", help="table for people, json for programs.")]
     = OutputFormat.table,
 ) -> None:
@@ -79,7 +86,7 @@ def up(
     from gpuhost_cli.lab import LabError
     from gpuhost_cli.lab.fleet import STAND_IN_NOTICE
 
-    lab = _lab(state_dir, name)
+    lab = _lab(state_dir, name, apt_cache)
     try:
         started = lab.up(hosts, distro.value)
     except LabError as exc:
@@ -88,6 +95,7 @@ def up(
         "inventory": str(lab.inventory_dir),
         "hosts": [{"name": h.name, "distro": h.distro, "address": h.address} for h in started],
         "mirror": lab.mirror_url,
+        "apt_cache": lab.apt_cache_url,
         "stand_in": True,
         "notice": STAND_IN_NOTICE,
     }
@@ -107,6 +115,9 @@ def up(
     out.print(table)
     out.print(f"inventory: {lab.inventory_dir}")
     out.print(f"NOTE: {STAND_IN_NOTICE}")
+    if lab.apt_cache_url:
+        out.print(f"Debian's packages come through the local apt cache {lab.apt_cache_url} "
+                  "(apt-cacher-ng, shared by every lab and the tests)")
     out.print(f"next: gpuhost provision -i {lab.inventory_dir}")
 
 

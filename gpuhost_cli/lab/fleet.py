@@ -28,6 +28,10 @@ CAPABILITIES = (
 )
 
 MIRROR_PORT = 8080
+#: The one apt-cacher-ng on this machine that every lab and test host uses for Debian's
+#: archive (assets/apt-cache.sh); the stand-in mirror is reached directly.
+APT_CACHE_NAME = "gpuhost-apt-cache"
+APT_CACHE_PORT = 3142
 KEY_NAMES = ("docker", "nvidia", "rogue")
 STAND_IN_NOTICE = (
     "The lab's Docker and NVIDIA repositories are a local STAND-IN mirror: packages under the "
@@ -121,6 +125,8 @@ class Lab:
     state_dir: Path | None = None
     prefix: str = "gpuhost-lab"
     image_repo: str = "gpuhost-test"
+    #: Hosts fetch Debian's packages through the shared apt cache (assets/apt-cache.sh).
+    apt_cache: bool = True
     log: Callable[[str], None] = lambda message: print(message, file=sys.stderr)
 
     def __post_init__(self) -> None:
@@ -152,6 +158,10 @@ class Lab:
     def mirror_url(self) -> str:
         return f"http://{self.mirror_name}:{MIRROR_PORT}"
 
+    @property
+    def apt_cache_url(self) -> str | None:
+        return f"http://{APT_CACHE_NAME}:{APT_CACHE_PORT}" if self.apt_cache else None
+
     # ---- Docker ------------------------------------------------------------------------
     def _docker(self, *args: str, input_text: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
         if shutil.which("docker") is None:
@@ -178,6 +188,7 @@ class Lab:
             GPUHOST_TEST_NETWORK=self.network,
             GPUHOST_MIRROR_NAME=self.mirror_name,
             GPUHOST_TEST_IMAGE_REPO=self.image_repo,
+            GPUHOST_APT_CACHE_NAME=APT_CACHE_NAME,
         )
         return env
 
@@ -336,6 +347,9 @@ class Lab:
             address = self.address(name)
             self.wait_for_ssh(address)
             hosts.append(LabHost(name, release, address))
+        if self.apt_cache:
+            self.log(f"pointing the hosts at the apt cache {APT_CACHE_NAME} for Debian's archive")
+            self._run_asset("apt-cache.sh", "--network", self.network, *names)
         extra = [h for h in self.hosts() if h.name not in names]
         for host in extra:
             self.log(f"removing {host.name} (the lab now has {count} hosts)")
@@ -357,6 +371,8 @@ class Lab:
             self._docker("rm", "--force", "--volumes", ident, check=False)
             removed.append(name or ident)
         if self._docker("network", "inspect", self.network, check=False).returncode == 0:
+            # The apt cache is shared with other labs and the tests: it stays, off this network.
+            self._docker("network", "disconnect", "--force", self.network, APT_CACHE_NAME, check=False)
             self._docker("network", "rm", self.network, check=False)
         if self.inventory_dir.exists():
             shutil.rmtree(self.inventory_dir)

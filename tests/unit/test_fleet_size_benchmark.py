@@ -1,0 +1,80 @@
+"""The pure parts of benchmarks/fleet_size.py: the floor playbook, medians, ratios, table."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("fleet_size", REPO / "benchmarks" / "fleet_size.py")
+fleet_size = importlib.util.module_from_spec(_spec)
+sys.modules["fleet_size"] = fleet_size  # dataclasses look their module up
+_spec.loader.exec_module(fleet_size)
+
+
+def result(hosts, first, noop, floor):
+    return fleet_size.SizeResult(hosts=hosts, first_converge=first, noop=noop, floor=floor)
+
+
+def test_the_floor_gathers_the_same_facts_as_the_provision_playbook():
+    plays = yaml.safe_load((REPO / "playbooks" / "provision.yml").read_text())
+    gathering = next(p for p in plays if p.get("gather_facts"))
+    subset = fleet_size.gather_subset_of(REPO / "playbooks" / "provision.yml")
+    assert subset == gathering.get("gather_subset", ["all"])
+    (play,) = fleet_size.floor_playbook(subset)
+    assert play["hosts"] == "gpu_hosts"
+    assert play["gather_facts"] is True and play["gather_subset"] == subset
+    assert [next(k for k in task if k != "name") for task in play["tasks"]] == ["ansible.builtin.ping"]
+
+
+def test_gather_subset_defaults_to_all_and_accepts_a_string(tmp_path):
+    path = tmp_path / "play.yml"
+    path.write_text("- hosts: all\n  gather_facts: false\n- hosts: all\n  tasks: []\n")
+    assert fleet_size.gather_subset_of(path) == ["all"]
+    path.write_text("- hosts: all\n  gather_subset: network\n")
+    assert fleet_size.gather_subset_of(path) == ["network"]
+    path.write_text("- hosts: all\n  gather_facts: false\n")
+    with pytest.raises(fleet_size.BenchmarkError):
+        fleet_size.gather_subset_of(path)
+
+
+def test_rows_take_medians_and_compare_with_the_smallest_fleet():
+    rows = fleet_size.summarise([
+        result(4, 60.0, [30.0, 90.0, 32.0], [3.0, 4.0, 30.0]),
+        result(1, 40.0, [20.0, 21.0, 19.0], [2.0, 2.5, 1.5]),
+    ])
+    assert [row["hosts"] for row in rows] == [1, 4]
+    one, four = rows
+    assert one["noop_s"] == 20.0 and one["floor_s"] == 2.0
+    assert one["noop_over_floor"] == pytest.approx(10.0)
+    assert four["noop_s"] == 32.0 and four["floor_s"] == 4.0
+    assert four["first_over_smallest"] == pytest.approx(1.5)
+    assert four["noop_over_smallest"] == pytest.approx(1.6)
+
+
+def test_verdicts_check_both_targets():
+    met = fleet_size.summarise([result(1, 40.0, [4.0], [2.0]), result(8, 80.0, [8.0], [4.0])])
+    assert fleet_size.verdicts(met) == {"noop_within_floor_ratio": True,
+                                        "first_converge_within_size_ratio": True,
+                                        "noop_within_size_ratio": True}
+    missed = fleet_size.summarise([result(1, 40.0, [20.0], [2.0]), result(8, 81.0, [41.0], [4.0])])
+    assert fleet_size.verdicts(missed) == {"noop_within_floor_ratio": False,
+                                           "first_converge_within_size_ratio": False,
+                                           "noop_within_size_ratio": False}
+    assert fleet_size.verdicts([]) == {}
+
+
+def test_changed_tasks_add_up_over_hosts():
+    summary = {"hosts": {"a": {"changed": 3}, "b": {"changed": 0}, "c": {}}, "rc": 0}
+    assert fleet_size.changed_tasks(summary) == 3
+
+
+def test_markdown_table_has_one_line_per_size():
+    rows = fleet_size.summarise([result(1, 33.44, [21.9], [1.74]), result(4, 50.0, [25.0], [2.0])])
+    lines = fleet_size.markdown_table(rows).splitlines()
+    assert lines[0].startswith("| hosts | first converge |") and "/ 1 host |" in lines[0]
+    assert lines[1] == "| --- | --- | --- | --- | --- | --- | --- |"
+    assert lines[2] == "| 1 | 33.4 s | 21.9 s | 1.7 s | 12.6x | 1.00x | 1.00x |"
+    assert lines[3] == "| 4 | 50.0 s | 25.0 s | 2.0 s | 12.5x | 1.50x | 1.14x |"
