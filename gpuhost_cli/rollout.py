@@ -67,18 +67,17 @@ def _batch_size(item: Any, source: str) -> int | str:
     hint = "a host count such as 1 or a share of the hosts such as \"25%\""
     if isinstance(item, bool):
         raise RolloutError(f"{source}: {item!r} is not {hint}")
-    if isinstance(item, int):
-        if item < 1:
-            raise RolloutError(f"{source}: {item} hosts is not a batch; use {hint} (at least 1)")
-        return item
     text = str(item).strip()
+    if isinstance(item, int) or text.lstrip("-").isdigit():
+        count = int(text)
+        if count < 1:
+            raise RolloutError(f"{source}: {count} hosts is not a batch; use {hint} (at least 1)")
+        return count
     if text.endswith("%"):
         number = text[:-1].strip()
         if not number.isdigit() or not 1 <= int(number) <= 100:
             raise RolloutError(f"{source}: {text!r} is not a share from 1% to 100%")
         return f"{int(number)}%"
-    if text.isdigit() and int(text) >= 1:
-        return int(text)
     raise RolloutError(f"{source}: {item!r} is not {hint}")
 
 

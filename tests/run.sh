@@ -17,7 +17,7 @@ source tests/harness/env.sh
 
 fast=0
 [ "${1:-}" = "--fast" ] && fast=1
-scenarios="${GPUHOST_SCENARIOS:-default bad-input daemon-safety}"
+scenarios="${GPUHOST_SCENARIOS:-default bad-input daemon-safety fleet}"
 
 timings=()
 step_name=""
