@@ -12,6 +12,10 @@ gpuhost-bench`, reached over SSH like real hosts) and times:
   as playbooks/provision.yml) and pings every host, with the same ansible.cfg and a fresh
   SSH connection per run as `gpuhost provision` has (REPEATS times, median).
 
+Each run also records the CPU time it took on this machine: the controller's (Ansible and
+its workers) and the lab hosts' (their containers' cgroups), which shows what the wall
+time goes to when the controller and the hosts share the same cores.
+
 Prints a table, writes the figures, the machine and its load as JSON, and plots time
 against fleet size (needs matplotlib: pip install -e '.[bench]'). The lab is removed at
 the end, also when a step fails. Not a test: the figures depend on the machine and on what
@@ -24,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import statistics
@@ -51,6 +56,16 @@ class BenchmarkError(Exception):
 
 
 @dataclass
+class Timing:
+    """One run: wall time, and CPU seconds of the controller and of the hosts (None when
+    the hosts' cgroups cannot be read)."""
+
+    wall: float
+    controller_cpu: float
+    hosts_cpu: float | None = None
+
+
+@dataclass
 class SizeResult:
     hosts: int
     first_converge: float
@@ -58,6 +73,9 @@ class SizeResult:
     floor: list[float]
     first_changed: int = 0
     noop_changed: list[int] = field(default_factory=list)
+    first_cpu: Timing | None = None
+    noop_cpu: list[Timing] = field(default_factory=list)
+    floor_cpu: list[Timing] = field(default_factory=list)
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
@@ -98,6 +116,12 @@ def summarise(results: Sequence[SizeResult]) -> list[dict[str, Any]]:
     for result in sorted(results, key=lambda r: r.hosts):
         noop = statistics.median(result.noop)
         floor = statistics.median(result.floor)
+        cpu = {}
+        for label, timings in (("noop", result.noop_cpu), ("floor", result.floor_cpu)):
+            if timings:
+                cpu[f"{label}_controller_cpu_s"] = statistics.median(t.controller_cpu for t in timings)
+                hosts_cpu = [t.hosts_cpu for t in timings if t.hosts_cpu is not None]
+                cpu[f"{label}_hosts_cpu_s"] = statistics.median(hosts_cpu) if hosts_cpu else None
         rows.append({
             "hosts": result.hosts,
             "first_converge_s": result.first_converge,
@@ -106,6 +130,7 @@ def summarise(results: Sequence[SizeResult]) -> list[dict[str, Any]]:
             "noop_over_floor": noop / floor if floor else float("inf"),
             "first_over_smallest": result.first_converge / base_first if base_first else float("inf"),
             "noop_over_smallest": noop / base_noop if base_noop else float("inf"),
+            **cpu,
         })
     return rows
 
@@ -178,24 +203,60 @@ def gpuhost_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "gpuhost_cli"]
 
 
-def run(command: Sequence[str], env: dict[str, str] | None = None) -> tuple[float, str]:
-    """Run COMMAND; its wall time and stdout. A failure stops the benchmark."""
+def children_cpu() -> float:
+    """CPU seconds of every finished child process of this one (and theirs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def containers_cpu(names: Sequence[str]) -> float | None:
+    """CPU seconds the containers NAMES have used so far, from their cgroups (v1 or v2)."""
+    if not names:
+        return None
+    proc = subprocess.run(["docker", "inspect", "--format", "{{.Id}}", *names],
+                          capture_output=True, text=True, check=False)
+    total = 0.0
+    for ident in proc.stdout.split():
+        for path, scale, key in (
+            (Path(f"/sys/fs/cgroup/cpuacct/docker/{ident}/cpuacct.usage"), 1e-9, None),
+            (Path(f"/sys/fs/cgroup/system.slice/docker-{ident}.scope/cpu.stat"), 1e-6, "usage_usec"),
+        ):
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError:
+                continue
+            if key is None:
+                total += int(text.strip()) * scale
+            else:
+                total += next(int(line.split()[1]) for line in text.splitlines() if line.startswith(key)) * scale
+            break
+        else:
+            return None
+    return total
+
+
+def run(command: Sequence[str], env: dict[str, str] | None = None,
+        containers: Sequence[str] = ()) -> tuple[Timing, str]:
+    """Run COMMAND; its wall and CPU time and its stdout. A failure stops the benchmark."""
+    cpu_before, hosts_before = children_cpu(), containers_cpu(containers)
     start = time.perf_counter()
     proc = subprocess.run(list(command), capture_output=True, text=True, env=env, check=False)
     elapsed = time.perf_counter() - start
+    hosts_after = containers_cpu(containers)
     if proc.returncode != 0:
         raise BenchmarkError(f"{' '.join(command[:3])} ... failed (exit {proc.returncode}):\n"
                              f"{(proc.stderr or proc.stdout)[-3000:]}")
-    return elapsed, proc.stdout
+    hosts_cpu = hosts_after - hosts_before if hosts_before is not None and hosts_after is not None else None
+    return Timing(elapsed, children_cpu() - cpu_before, hosts_cpu), proc.stdout
 
 
-def provision(inventory: Path) -> tuple[float, int]:
-    elapsed, out = run([*gpuhost_command(), "provision", "-i", str(inventory), "-e", ONE_BATCH,
-                        "--format", "json"])
-    return elapsed, changed_tasks(json.loads(out))
+def provision(inventory: Path, hosts: Sequence[str]) -> tuple[Timing, int]:
+    timing, out = run([*gpuhost_command(), "provision", "-i", str(inventory), "-e", ONE_BATCH,
+                       "--format", "json"], containers=hosts)
+    return timing, changed_tasks(json.loads(out))
 
 
-def floor(inventory: Path, playbook: Path) -> float:
+def floor(inventory: Path, playbook: Path, hosts: Sequence[str]) -> Timing:
     from gpuhost_cli.paths import ansible_env
 
     # A fresh SSH connection per run, as gpuhost provision gets one (ansible-runner gives
@@ -204,20 +265,21 @@ def floor(inventory: Path, playbook: Path) -> float:
         env = {**os.environ, **ansible_env(), "ANSIBLE_SSH_CONTROL_PATH_DIR": control_dir,
                "ANSIBLE_NOCOLOR": "1"}
         ansible_playbook = Path(sys.executable).parent / "ansible-playbook"
-        elapsed, _ = run([str(ansible_playbook), "-i", str(inventory), str(playbook)], env=env)
-    return elapsed
+        timing, _ = run([str(ansible_playbook), "-i", str(inventory), str(playbook)], env=env, containers=hosts)
+    return timing
 
 
 class Lab:
     def __init__(self, name: str, state_dir: Path, log) -> None:
         self.name, self.state_dir, self.log = name, state_dir, log
 
-    def up(self, hosts: int) -> Path:
+    def up(self, hosts: int) -> tuple[Path, list[str]]:
         self.down()
         self.log(f"starting a lab of {hosts} host(s)")
         _, out = run([*gpuhost_command(), "lab", "up", "--hosts", str(hosts), "--distro", "debian12",
                       "--name", self.name, "--state-dir", str(self.state_dir), "--format", "json"])
-        return Path(json.loads(out)["inventory"])
+        summary = json.loads(out)
+        return Path(summary["inventory"]), [host["name"] for host in summary["hosts"]]
 
     def down(self) -> None:
         subprocess.run([*gpuhost_command(), "lab", "down", "--name", self.name, "--state-dir", str(self.state_dir)],
@@ -225,18 +287,19 @@ class Lab:
 
 
 def measure(lab: Lab, hosts: int, repeats: int, floor_path: Path, log) -> SizeResult:
-    inventory = lab.up(hosts)
+    inventory, names = lab.up(hosts)
     load_before = os.getloadavg()
     log(f"{hosts} host(s): first converge")
-    first, first_changed = provision(inventory)
+    first, first_changed = provision(inventory, names)
     noop, noop_changed, floors = [], [], []
     for attempt in range(1, repeats + 1):
         log(f"{hosts} host(s): floor and no-op run {attempt}/{repeats}")
-        floors.append(floor(inventory, floor_path))
-        elapsed, changed = provision(inventory)
-        noop.append(elapsed)
+        floors.append(floor(inventory, floor_path, names))
+        timing, changed = provision(inventory, names)
+        noop.append(timing)
         noop_changed.append(changed)
-    return SizeResult(hosts, first, noop, floors, first_changed, noop_changed, load_before, os.getloadavg())
+    return SizeResult(hosts, first.wall, [t.wall for t in noop], [t.wall for t in floors], first_changed,
+                      noop_changed, load_before, os.getloadavg(), first, noop, floors)
 
 
 def plot(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
@@ -317,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown_table(rows))
     print(json.dumps(report["targets_met"]))
     print(f"no-op runs changed: {[r.noop_changed for r in results]} (tasks, per repeat)")
+    for row in rows:
+        print(f"{row['hosts']} host(s), CPU seconds (median): no-op run: controller "
+              f"{row.get('noop_controller_cpu_s', 0):.1f}, hosts {row.get('noop_hosts_cpu_s') or 0:.1f}; "
+              f"floor: controller {row.get('floor_controller_cpu_s', 0):.1f}, hosts {row.get('floor_hosts_cpu_s') or 0:.1f}")
     print(f"load average (1, 5, 15 min) at start {load_start}, at end {report['load_at_end']}")
     plot(rows, args.plot, f"gpuhost provision over SSH, lab hosts, {report['machine']['cores']} cores, "
                           f"{started:%Y-%m-%d}")

@@ -78,3 +78,18 @@ def test_markdown_table_has_one_line_per_size():
     assert lines[1] == "| --- | --- | --- | --- | --- | --- | --- |"
     assert lines[2] == "| 1 | 33.4 s | 21.9 s | 1.7 s | 12.6x | 1.00x | 1.00x |"
     assert lines[3] == "| 4 | 50.0 s | 25.0 s | 2.0 s | 12.5x | 1.50x | 1.14x |"
+
+
+def test_rows_carry_the_median_cpu_time_of_controller_and_hosts():
+    timing = fleet_size.Timing
+    size = result(2, 50.0, [20.0, 22.0, 21.0], [2.0, 2.0, 2.0])
+    size.noop_cpu = [timing(20.0, 9.0, 12.0), timing(22.0, 11.0, None), timing(21.0, 10.0, 14.0)]
+    size.floor_cpu = [timing(2.0, 1.0, None)] * 3
+    (row,) = fleet_size.summarise([size])
+    assert row["noop_controller_cpu_s"] == 10.0
+    assert row["noop_hosts_cpu_s"] == 13.0  # the runs whose hosts' cgroups could be read
+    assert row["floor_controller_cpu_s"] == 1.0 and row["floor_hosts_cpu_s"] is None
+
+
+def test_no_containers_means_no_host_cpu_figure():
+    assert fleet_size.containers_cpu([]) is None
