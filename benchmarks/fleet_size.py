@@ -298,8 +298,10 @@ def measure(lab: Lab, hosts: int, repeats: int, floor_path: Path, log) -> SizeRe
         timing, changed = provision(inventory, names)
         noop.append(timing)
         noop_changed.append(changed)
-    return SizeResult(hosts, first.wall, [t.wall for t in noop], [t.wall for t in floors], first_changed,
-                      noop_changed, load_before, os.getloadavg(), first, noop, floors)
+    return SizeResult(hosts=hosts, first_converge=first.wall, noop=[t.wall for t in noop],
+                      floor=[t.wall for t in floors], first_changed=first_changed, noop_changed=noop_changed,
+                      load_before=load_before, load_after=os.getloadavg(),
+                      first_cpu=first, noop_cpu=noop, floor_cpu=floors)
 
 
 def plot(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
@@ -356,6 +358,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for size in args.sizes:
                 results.append(measure(lab, size, args.repeats, floor_path, log))
+                # The raw figures so far, kept even when a later size fails.
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                args.json.write_text(json.dumps({"partial": True, "results": [asdict(r) for r in results]},
+                                                indent=2) + "\n", encoding="utf-8")
         except BenchmarkError as exc:
             print(f"fleet_size: {exc}", file=sys.stderr)
             return 1

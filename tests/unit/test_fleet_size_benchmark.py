@@ -93,3 +93,23 @@ def test_rows_carry_the_median_cpu_time_of_controller_and_hosts():
 
 def test_no_containers_means_no_host_cpu_figure():
     assert fleet_size.containers_cpu([]) is None
+
+
+def test_measure_keeps_each_figure_in_its_place(monkeypatch, tmp_path):
+    timing = fleet_size.Timing
+    runs = iter([(timing(40.0, 15.0, 30.0), 14), (timing(20.0, 9.0, 12.0), 0), (timing(21.0, 10.0, 13.0), 0)])
+    monkeypatch.setattr(fleet_size, "provision", lambda inventory, hosts: next(runs))
+    monkeypatch.setattr(fleet_size, "floor", lambda inventory, playbook, hosts: timing(2.0, 1.0, 0.5))
+
+    class FakeLab:
+        def up(self, hosts):
+            return tmp_path / "inventory", [f"h{i}" for i in range(hosts)]
+
+    size = fleet_size.measure(FakeLab(), 2, 2, tmp_path / "floor.yml", lambda message: None)
+    assert size.hosts == 2 and size.first_converge == 40.0 and size.first_changed == 14
+    assert size.noop == [20.0, 21.0] and size.noop_changed == [0, 0] and size.floor == [2.0, 2.0]
+    assert size.first_cpu == timing(40.0, 15.0, 30.0)
+    assert [t.controller_cpu for t in size.noop_cpu] == [9.0, 10.0]
+    assert len(size.load_before) == 3 and len(size.load_after) == 3
+    (row,) = fleet_size.summarise([size])
+    assert row["noop_controller_cpu_s"] == 9.5 and row["floor_hosts_cpu_s"] == 0.5
