@@ -81,6 +81,13 @@ def result_message(res: Mapping[str, Any] | None) -> str:
         for item in items:
             if isinstance(item, Mapping) and (item.get("failed") or item.get("unreachable")):
                 return result_message(item)
+    modules = res.get("failed_modules")
+    if isinstance(modules, Mapping):
+        # Fact gathering: "The following modules failed to execute: ..." says less than
+        # the first module's own error.
+        for name, module_res in modules.items():
+            if isinstance(module_res, Mapping) and module_res.get("msg"):
+                return f"{name}: {result_message(module_res)}"
     msg = res.get("msg")
     text = _strip_leads(_plain(msg).strip()) if msg not in (None, "") else ""
     stderr = res.get("module_stderr") or res.get("stderr") or ""

@@ -257,6 +257,9 @@ def test_play_without_hosts_is_recorded():
         ({"msg": "Task failed: Action failed: host gpu1: bad"}, "host gpu1: bad"),
         ({}, "failed (no message)"),
         (None, "failed (no details)"),
+        ({"msg": "The following modules failed to execute: ansible.legacy.setup.",
+          "failed_modules": {"ansible.legacy.setup": {"msg": "container gpu1 is not running", "failed": True}}},
+         "ansible.legacy.setup: container gpu1 is not running"),
     ],
 )
 def test_result_message(res, expected):
