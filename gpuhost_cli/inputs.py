@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable
+import subprocess
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-__all__ = ["UserError", "check_inventory", "parse_extra_vars"]
+__all__ = ["UserError", "check_inventory", "inventory_rollout_settings", "parse_extra_vars"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -111,3 +112,54 @@ def parse_extra_vars(specs: Iterable[str] | None) -> dict[str, Any]:
         else:
             merged.update(_parse_pair(spec))
     return merged
+
+
+def _group_hosts(listing: Mapping[str, Any], group: str, seen: set[str] | None = None) -> list[str]:
+    seen = seen if seen is not None else set()
+    if group in seen:
+        return []
+    seen.add(group)
+    entry = listing.get(group) or {}
+    hosts = list(entry.get("hosts") or [])
+    for child in entry.get("children") or []:
+        hosts.extend(h for h in _group_hosts(listing, child, seen) if h not in hosts)
+    return hosts
+
+
+def inventory_rollout_settings(inventory: str | os.PathLike[str], env: Mapping[str, str],
+                               group: str = "gpu_hosts") -> dict[str, Any]:
+    """gpuhost_rollout_batches and gpuhost_rollout_max_fail_percentage as the inventory sets them.
+
+    Read with ``ansible-inventory --list``, because Ansible hands a play's batch sizes only
+    extra vars. A setting the hosts do not agree on is an error that names two of them.
+    """
+    try:
+        done = subprocess.run(["ansible-inventory", "-i", str(inventory), "--list"], capture_output=True,
+                              text=True, env=dict(env), timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise UserError(f"cannot read the inventory {inventory} with ansible-inventory: {exc}") from None
+    if done.returncode != 0:
+        raise UserError(f"cannot read the inventory {inventory}: {done.stderr.strip()[-500:]}")
+    try:
+        listing = json.loads(done.stdout)
+    except ValueError:
+        raise UserError(f"ansible-inventory printed no JSON for {inventory}") from None
+    from gpuhost_cli.rollout import BATCHES_VARIABLE, MAX_FAIL_VARIABLE
+
+    hostvars = (listing.get("_meta") or {}).get("hostvars") or {}
+    settings: dict[str, Any] = {}
+    for name in (BATCHES_VARIABLE, MAX_FAIL_VARIABLE):
+        values = {}
+        for host in _group_hosts(listing, group):
+            if name in (hostvars.get(host) or {}):
+                values[host] = hostvars[host][name]
+        distinct = {json.dumps(v, sort_keys=True) for v in values.values()}
+        if len(distinct) > 1:
+            first, second = list(values)[:1], [h for h in values if values[h] != values[list(values)[0]]][:1]
+            raise UserError(
+                f"{name} differs between hosts ({first[0]}: {json.dumps(values[first[0]])}, "
+                f"{second[0]}: {json.dumps(values[second[0]])}); a rollout has one set of batches: "
+                f"set it once for the group {group}")
+        if values:
+            settings[name] = next(iter(values.values()))
+    return settings

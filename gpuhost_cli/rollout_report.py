@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -213,52 +212,3 @@ def load_last(inventory: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
 def resume_hosts(report: Mapping[str, Any]) -> list[str]:
     """The hosts a resumed rollout runs: those that failed, were lost or were not reached."""
     return [name for name, host in report["hosts"].items() if host.get("status") in RESUMABLE]
-
-
-def _group_hosts(listing: Mapping[str, Any], group: str, seen: set[str] | None = None) -> list[str]:
-    seen = seen if seen is not None else set()
-    if group in seen:
-        return []
-    seen.add(group)
-    entry = listing.get(group) or {}
-    hosts = list(entry.get("hosts") or [])
-    for child in entry.get("children") or []:
-        hosts.extend(h for h in _group_hosts(listing, child, seen) if h not in hosts)
-    return hosts
-
-
-def inventory_settings(inventory: str | os.PathLike[str], env: Mapping[str, str],
-                       group: str = "gpu_hosts") -> dict[str, Any]:
-    """gpuhost_rollout_batches and gpuhost_rollout_max_fail_percentage as the inventory sets them.
-
-    Read with ``ansible-inventory --list``, because Ansible hands a play's batch sizes only
-    extra vars. A setting the hosts do not agree on is an error that names two of them.
-    """
-    try:
-        done = subprocess.run(["ansible-inventory", "-i", str(inventory), "--list"], capture_output=True,
-                              text=True, env=dict(env), timeout=120, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise UserError(f"cannot read the inventory {inventory} with ansible-inventory: {exc}") from None
-    if done.returncode != 0:
-        raise UserError(f"cannot read the inventory {inventory}: {done.stderr.strip()[-500:]}")
-    try:
-        listing = json.loads(done.stdout)
-    except ValueError:
-        raise UserError(f"ansible-inventory printed no JSON for {inventory}") from None
-    hostvars = (listing.get("_meta") or {}).get("hostvars") or {}
-    settings: dict[str, Any] = {}
-    for name in (rollout.BATCHES_VARIABLE, rollout.MAX_FAIL_VARIABLE):
-        values = {}
-        for host in _group_hosts(listing, group):
-            if name in (hostvars.get(host) or {}):
-                values[host] = hostvars[host][name]
-        distinct = {json.dumps(v, sort_keys=True) for v in values.values()}
-        if len(distinct) > 1:
-            first, second = list(values)[:1], [h for h in values if values[h] != values[list(values)[0]]][:1]
-            raise UserError(
-                f"{name} differs between hosts ({first[0]}: {json.dumps(values[first[0]])}, "
-                f"{second[0]}: {json.dumps(values[second[0]])}); a rollout has one set of batches: "
-                f"set it once for the group {group}")
-        if values:
-            settings[name] = next(iter(values.values()))
-    return settings

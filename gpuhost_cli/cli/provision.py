@@ -161,13 +161,13 @@ def rollout_options(inventory, variables: dict, batches: str | None, max_fail: i
     inventory, else the defaults; passed to Ansible as extra vars, the only variables a
     play's batch sizes (serial) can use.
     """
-    from gpuhost_cli import rollout, rollout_report, runner
+    from gpuhost_cli import inputs, rollout, runner
 
     found = {}
     if batches is None or max_fail is None:
         found = {k: v for k, v in variables.items() if k in (rollout.BATCHES_VARIABLE, rollout.MAX_FAIL_VARIABLE)}
         if len(found) < 2:
-            found = {**rollout_report.inventory_settings(inventory, runner.ansible_envvars()), **found}
+            found = {**inputs.inventory_rollout_settings(inventory, runner.ansible_envvars()), **found}
     try:
         return {
             rollout.BATCHES_VARIABLE: rollout.parse_batches(batches, "--batches") if batches is not None
@@ -176,9 +176,7 @@ def rollout_options(inventory, variables: dict, batches: str | None, max_fail: i
             else rollout.parse_max_fail(found.get(rollout.MAX_FAIL_VARIABLE, rollout.DEFAULT_MAX_FAIL_PERCENTAGE)),
         }
     except rollout.RolloutError as exc:
-        from gpuhost_cli.inputs import UserError
-
-        raise UserError(str(exc)) from None
+        raise inputs.UserError(str(exc)) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -16,29 +16,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from gpuhost_cli import inputs, inventory_init, paths, views
-from gpuhost_cli.cli import COMMANDS, app
+from gpuhost_cli.cli import COMMANDS
 
 from stand_in_docker import install_stand_in_docker
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "gpu"
 
-
-
-@pytest.fixture
-def cli(monkeypatch):
-    """Invoke gpuhost; SSH gives up fast on the .invalid hosts."""
-    monkeypatch.setenv("ANSIBLE_TIMEOUT", "5")
-    monkeypatch.setenv("COLUMNS", "160")
-    runner = CliRunner()
-
-    def invoke(*args):
-        return runner.invoke(app, [str(a) for a in args])
-
-    return invoke
 
 
 def write_inventory(directory: Path, hosts: dict, group_vars: dict | None = None) -> Path:

@@ -11,20 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from gpuhost_cli import rollout_report, runner
-from gpuhost_cli.cli import app
+from gpuhost_cli import inputs, rollout_report, runner
 from gpuhost_cli.cli.provision import rollout_options
 from gpuhost_cli.inputs import UserError
-
-
-@pytest.fixture
-def cli(monkeypatch):
-    monkeypatch.setenv("ANSIBLE_TIMEOUT", "5")
-    monkeypatch.setenv("COLUMNS", "200")
-    runner_ = CliRunner()
-    return lambda *args: runner_.invoke(app, [str(a) for a in args])
 
 
 def inventory(tmp_path, hosts=("gpu1", "gpu2"), group_vars=None, host_vars=None):
@@ -68,7 +58,7 @@ def test_hosts_that_disagree_are_refused(tmp_path):
     inv = inventory(tmp_path, host_vars={"gpu2": {"gpuhost_rollout_batches": ["100%"]}},
                     group_vars={"gpuhost_rollout_batches": [1, "100%"]})
     with pytest.raises(UserError) as caught:
-        rollout_report.inventory_settings(inv, env())
+        inputs.inventory_rollout_settings(inv, env())
     assert str(caught.value.message).startswith("gpuhost_rollout_batches differs between hosts (gpu1: [1, \"100%\"], "
                                                 "gpu2: [\"100%\"])")
     assert "set it once for the group gpu_hosts" in caught.value.message
