@@ -27,7 +27,7 @@ def project_root() -> Path:
 
 
 def plugins_dir() -> Path:
-    """gpuhost's Ansible plugins: modules/, action/ and filter/."""
+    """gpuhost's Ansible plugins: modules/, module_utils/, action/ and filter/."""
     return PACKAGE_DIR / "ansible_plugins"
 
 
@@ -60,6 +60,7 @@ def ansible_env() -> dict[str, str]:
         "ANSIBLE_CONFIG": str(ansible_cfg()),
         "ANSIBLE_ROLES_PATH": str(roles_dir()),
         "ANSIBLE_LIBRARY": str(plugins / "modules"),
+        "ANSIBLE_MODULE_UTILS": str(plugins / "module_utils"),
         "ANSIBLE_ACTION_PLUGINS": str(plugins / "action"),
         "ANSIBLE_FILTER_PLUGINS": str(plugins / "filter"),
     }

@@ -5,10 +5,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 MODULES_DIR = REPO / "gpuhost_cli" / "ansible_plugins" / "modules"
+MODULE_UTILS_DIR = REPO / "gpuhost_cli" / "ansible_plugins" / "module_utils"
+
+
+def use_module_utils():
+    """Make ``ansible.module_utils.gpuhost_*`` importable here, as Ansible makes it on hosts."""
+    import ansible.module_utils
+
+    if str(MODULE_UTILS_DIR) not in ansible.module_utils.__path__:
+        ansible.module_utils.__path__.append(str(MODULE_UTILS_DIR))
 
 
 def load_module(name):
     """The module file ``gpuhost_cli/ansible_plugins/modules/<name>.py``, imported."""
+    use_module_utils()
     spec = importlib.util.spec_from_file_location(name, MODULES_DIR / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -36,6 +46,7 @@ def run_adhoc(module, args, tmp_path, *extra, timeout=180):
         ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
         ANSIBLE_CALLBACK_RESULT_FORMAT="json",
         ANSIBLE_NOCOLOR="1",
+        ANSIBLE_MODULE_UTILS=str(MODULE_UTILS_DIR),
     )
     argv = [str(ansible), "localhost", "-i", "localhost,", "-c", "local", "-m", module,
             "-M", str(MODULES_DIR), "-e", f"ansible_python_interpreter={sys.executable}"]
