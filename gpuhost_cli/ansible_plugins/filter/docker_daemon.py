@@ -10,11 +10,26 @@
     What applying a daemon.json change takes on this host: nothing, a reload, a restart
     (first a reload when that switches live-restore on, so running containers survive), or
     deferring the host because a restart would stop running containers.
+
+``docker_daemon_settings_problems(settings, allow_insecure, extra_keys, origins)``
+    The role's preflight: the daemon.json rules of ``module_utils/gpuhost_daemon_schema.py``
+    (the module's own code) run on the controller against the settings of the inventory.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+import ansible.module_utils
+
+# The module_utils the host-side modules import, under the same names, so each rule has
+# one implementation on the host and on the controller.
+_MODULE_UTILS = str(Path(__file__).resolve().parents[1] / "module_utils")
+if _MODULE_UTILS not in ansible.module_utils.__path__:
+    ansible.module_utils.__path__.append(_MODULE_UTILS)
+
+from ansible.module_utils.gpuhost_daemon_schema import check_config, live_restore_unsafe  # noqa: E402
 
 
 def _mirror(url: str) -> str:
@@ -50,30 +65,50 @@ def docker_daemon_restart_plan(plan: dict[str, Any], info: dict[str, Any] | None
                                allow_disruption: bool = False) -> dict[str, Any]:
     """Decide how to apply a planned daemon.json change.
 
-    ``plan`` is the docker_daemon_config module's check-mode result (``changed_keys``,
-    ``reload_sufficient``, ``config``); its ``changed`` flag is not used, since the task
-    that plans reports no change itself. ``info`` is ``docker info`` as a dict, or None
-    when dockerd is not running. Returns ``action`` (none, reload, restart, defer),
-    ``reload_first``, ``drift`` and, for defer, ``reason``.
+    ``plan`` is the docker_daemon_config module's check-mode result (``changed``,
+    ``changed_keys``, ``reload_sufficient``, ``config``). ``info`` is ``docker info`` as a
+    dict, or None when dockerd is not running. Returns ``action`` (none, reload, restart,
+    defer), ``reload_first``, ``drift``, ``start_after_failure`` and, for defer, ``reason``.
+
+    A restart stops running containers unless live-restore is on, and even then when it
+    changes a key live-restore does not survive (bridge addresses, data root, storage
+    driver, ...). Such a restart while containers run is deferred unless
+    ``allow_disruption``. A dockerd that does not run is started with the new file.
     """
     config = plan.get("config") or {}
+    keys = list(plan.get("changed_keys") or [])
     running = info is not None
     drift = docker_daemon_drift(config, info) if running else []
-    result = {"action": "none", "reload_first": False, "drift": drift, "reason": ""}
-    if not plan.get("changed_keys"):
+    result = {"action": "none", "reload_first": False, "drift": drift, "reason": "",
+              "start_after_failure": not running}
+    if not running:
+        # Docker is down (its daemon.json was refused, or it was stopped): start it with
+        # the repaired file. Nothing runs that a restart could stop.
+        result["action"] = "restart"
+        return result
+    if not keys:
         if drift:
             result["action"] = "reload"
         return result
-    if plan.get("reload_sufficient") or not running:
-        result["action"] = "reload" if running else "restart"
+    if plan.get("reload_sufficient"):
+        result["action"] = "reload"
         return result
-    containers = int(info.get("ContainersRunning") or 0)
-    live_restore_now = bool(info.get("LiveRestoreEnabled"))
-    live_restore_next = bool(config.get("live-restore", False))
     result["action"] = "restart"
-    if containers == 0 or live_restore_now or allow_disruption:
+    containers = int(info.get("ContainersRunning") or 0)
+    if containers == 0 or allow_disruption:
         return result
-    if live_restore_next:
+    unsafe = live_restore_unsafe(keys)
+    if unsafe:
+        result["action"] = "defer"
+        result["reason"] = (
+            f"{containers} container(s) running and {', '.join(unsafe)} changes: live-restore does not "
+            "keep containers across a restart that changes "
+            f"{'it' if len(unsafe) == 1 else 'them'}, so a restart of Docker would stop them"
+        )
+        return result
+    if bool(info.get("LiveRestoreEnabled")):
+        return result
+    if bool(config.get("live-restore", False)):
         # live-restore is applied by a reload; after it the restart keeps containers running.
         result["reload_first"] = True
         return result
@@ -85,6 +120,37 @@ def docker_daemon_restart_plan(plan: dict[str, Any], info: dict[str, Any] | None
     return result
 
 
+def _origin_label(origins: dict[str, str]):
+    def label(path: str) -> str:
+        top = path
+        for index, char in enumerate(path):
+            if char in ".[":
+                top = path[:index]
+                break
+        if top in origins:
+            return origins[top] + path[len(top):]
+        return f"docker_daemon_options['{top}']{path[len(top):]}"
+    return label
+
+
+def docker_daemon_settings_problems(settings: dict[str, Any], allow_insecure: bool = False,
+                                    extra_keys: list[str] | None = None,
+                                    origins: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """The daemon.json rules run on the settings gpuhost would merge: ``errors`` and ``warnings``.
+
+    ``origins`` maps a top-level key to the role variable it comes from (for example
+    ``registry-mirrors`` to ``docker_daemon_registry_mirrors``), so messages name what
+    the user wrote; other keys are named as ``docker_daemon_options['key']``.
+    """
+    if not isinstance(settings, dict):
+        return {"errors": [f"docker_daemon: the settings to merge must be a dictionary, got {settings!r}"],
+                "warnings": []}
+    settings = {key: value for key, value in settings.items() if value is not None}
+    errors, warnings = check_config(settings, user_keys=None, allow_insecure=bool(allow_insecure),
+                                    extra_keys=extra_keys or (), label=_origin_label(origins or {}))
+    return {"errors": errors, "warnings": warnings}
+
+
 class FilterModule:
     """gpuhost's docker_daemon filters."""
 
@@ -92,4 +158,5 @@ class FilterModule:
         return {
             "docker_daemon_drift": docker_daemon_drift,
             "docker_daemon_restart_plan": docker_daemon_restart_plan,
+            "docker_daemon_settings_problems": docker_daemon_settings_problems,
         }
