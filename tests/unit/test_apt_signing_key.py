@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -615,3 +616,284 @@ def test_through_ansible_mismatch_fails(tmp_path):
                                       % (ROGUE_KEY, ROGUE_FPR, NVIDIA_FPR))
         assert host["fingerprints"] == [ROGUE_FPR]
         assert not dest.exists()
+
+
+# ---------------------------------------------------------------------------
+# Keys that expire or are revoked (made with gpg for each test run)
+# ---------------------------------------------------------------------------
+
+DAY = 86400
+LIFETIME_LABEL = "NVIDIA Container Toolkit apt key (nvidia_container_toolkit_key_fingerprint)"
+
+
+class KeyMaker:
+    """Makes throwaway ed25519 keys in one GnuPG home and exports them, armored, to files.
+
+    Making keys needs gpg-agent, which gpg starts for the home; stop() ends it.
+    """
+
+    def __init__(self, home, out):
+        self.home, self.out = home, out
+
+    def gpg(self, *args, faked=None, data=None):
+        cmd = [GPG, "--homedir", str(self.home), "--batch", "--quiet", "--passphrase", "",
+               "--pinentry-mode", "loopback"]
+        if faked is not None:
+            cmd.append("--faked-system-time=%s!" % time_stamp(faked))
+        proc = subprocess.run(cmd + list(args), input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              check=True)
+        return proc.stdout
+
+    def primary(self, name, usage="sign", expire="0", faked=None):
+        self.gpg("--quick-gen-key", "%s <%s@gpuhost.invalid>" % (name, name), "ed25519", usage, expire, faked=faked)
+        return self.fingerprint(name)
+
+    def subkey(self, fpr, expire, faked=None):
+        self.gpg("--quick-add-key", fpr, "ed25519", "sign", expire, faked=faked)
+
+    def fingerprint(self, name):
+        out = self.gpg("--with-colons", "--list-keys", "%s@gpuhost.invalid" % name).decode()
+        return next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr:"))
+
+    def revoke(self, fpr):
+        cert = (self.home / "openpgp-revocs.d" / ("%s.rev" % fpr)).read_bytes()
+        self.gpg("--import", data=cert.replace(b":-----BEGIN", b"-----BEGIN"))
+
+    def stop(self):
+        subprocess.run([shutil.which("gpgconf") or "gpgconf", "--homedir", str(self.home), "--kill", "gpg-agent"],
+                       check=False, capture_output=True)
+
+    def export(self, name, fpr):
+        path = self.out / ("%s.asc" % name)
+        path.write_bytes(self.gpg("--armor", "--export", fpr))
+        return path
+
+
+def time_stamp(epoch):
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(epoch))
+
+
+def iso(epoch):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def listed_expiry(path, subkey=False):
+    """The expiry gpg itself lists for the primary key (or the last subkey) of a key file."""
+    out = gpg_reference(["--with-colons", "--show-keys", str(path)], b"").decode()
+    rows = [line.split(":") for line in out.splitlines() if line.startswith("sub:" if subkey else "pub:")]
+    return int(rows[-1][6])
+
+
+@pytest.fixture(scope="module")
+def lifetime_keys(tmp_path_factory):
+    """{name: (key file, fingerprint)} for keys with the lifetimes the tests need."""
+    home = tmp_path_factory.mktemp("gnupg-home")
+    home.chmod(0o700)
+    out = tmp_path_factory.mktemp("lifetime-keys")
+    make = KeyMaker(home, out)
+    try:
+        yield make_lifetime_keys(make)
+    finally:
+        make.stop()
+
+
+def make_lifetime_keys(make):
+    now = int(time.time())
+    keys = {}
+
+    fpr = make.primary("far", expire="5y")
+    make.subkey(fpr, "5y")
+    keys["far"] = fpr
+
+    keys["soon"] = make.primary("soon", expire="10d")
+
+    fpr = make.primary("subsoon", usage="cert")
+    make.subkey(fpr, "10d")
+    keys["subsoon"] = fpr
+
+    keys["expired"] = make.primary("expired", expire="1y", faked=now - 400 * DAY)
+
+    fpr = make.primary("revoked")
+    make.revoke(fpr)
+    keys["revoked"] = fpr
+
+    fpr = make.primary("nosigning", usage="cert", faked=now - 40 * DAY)
+    make.subkey(fpr, "10d", faked=now - 40 * DAY)
+    keys["nosigning"] = fpr
+
+    fpr = make.primary("rotated", usage="cert", faked=now - 20 * DAY)
+    make.subkey(fpr, "10d", faked=now - 20 * DAY)
+    make.subkey(fpr, "2y")
+    keys["rotated"] = fpr
+
+    return {name: (make.export(name, fpr), fpr) for name, fpr in keys.items()}
+
+
+def run_warned(args, **kw):
+    """Run the module in-process; return (exit result, the texts it warned with)."""
+    with mock.patch.object(basic.AnsibleModule, "warn", autospec=True) as warn:
+        result = run_module(args, **kw)
+    return result, [c.args[1] for c in warn.call_args_list]
+
+
+def fail_warned(args, **kw):
+    with mock.patch.object(basic.AnsibleModule, "warn", autospec=True) as warn:
+        result = fail_module(args, **kw)
+    return result, [c.args[1] for c in warn.call_args_list]
+
+
+def lifetime_args(lifetime_keys, name, dest, **extra):
+    path, fpr = lifetime_keys[name]
+    return dict({"src": str(path), "fingerprint": fpr, "dest": str(dest), "label": LIFETIME_LABEL}, **extra)
+
+
+def test_key_valid_for_years_gives_no_warning_and_returns_its_expiry(lifetime_keys, dest):
+    path, fpr = lifetime_keys["far"]
+    result, warnings = run_warned(lifetime_args(lifetime_keys, "far", dest))
+    assert warnings == []
+    assert result["changed"] is True and show_key_fingerprints(dest) == [fpr]
+    assert result["expires"] == iso(min(listed_expiry(path), listed_expiry(path, subkey=True)))
+    primary, sub = result["keys"]
+    assert primary["fingerprint"] == fpr and primary["primary"] is True and primary["revoked"] is False
+    assert primary["expires"] == iso(listed_expiry(path))
+    assert sub["primary"] is False and sub["signing"] is True and sub["usable"] is True and sub["used"] is True
+    assert sub["expires"] == iso(listed_expiry(path, subkey=True))
+
+
+def test_stand_in_key_without_expiry_returns_no_expiry(dest):
+    result, warnings = run_warned({"src": str(DOCKER_KEY), "fingerprint": DOCKER_FPR, "dest": str(dest)})
+    assert warnings == []
+    assert result["expires"] is None
+    assert result["keys"] == [{"fingerprint": DOCKER_FPR, "primary": True, "signing": True, "usable": True,
+                               "used": True, "revoked": False, "revoked_at": None, "expires": None}]
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_primary_key_expiring_within_30_days_is_warned_about(lifetime_keys, dest, check_mode):
+    path, fpr = lifetime_keys["soon"]
+    result, warnings = run_warned(lifetime_args(lifetime_keys, "soon", dest), check_mode=check_mode)
+    expires = iso(listed_expiry(path))
+    assert result["expires"] == expires
+    assert len(warnings) == 1
+    assert warnings[0].startswith("%s: the key %s expires on %s (in " % (LIFETIME_LABEL, fpr, expires))
+    assert "apt rejects the repository's signatures" in warnings[0]
+    assert "Fetch the vendor's renewed key" in warnings[0]
+    assert "set nvidia_container_toolkit_key_fingerprint to its fingerprint" in warnings[0]
+    assert dest.exists() is not check_mode
+
+
+def test_expiry_warning_days_sets_the_window(lifetime_keys, dest):
+    _, warnings = run_warned(lifetime_args(lifetime_keys, "soon", dest, expiry_warning_days=5))
+    assert warnings == []
+    _, warnings = run_warned(lifetime_args(lifetime_keys, "far", dest, expiry_warning_days=6 * 365))
+    assert len(warnings) == 1 and "expires on" in warnings[0]
+
+
+def test_negative_expiry_warning_days_is_refused(lifetime_keys, dest):
+    result = fail_module(lifetime_args(lifetime_keys, "far", dest, expiry_warning_days=-1))
+    assert result["msg"] == "%s: expiry_warning_days must be 0 or more, got -1." % LIFETIME_LABEL
+
+
+def test_signing_subkey_expiring_within_30_days_is_warned_about(lifetime_keys, dest):
+    path, fpr = lifetime_keys["subsoon"]
+    result, warnings = run_warned(lifetime_args(lifetime_keys, "subsoon", dest))
+    expires = iso(listed_expiry(path, subkey=True))
+    assert result["expires"] == expires
+    assert len(warnings) == 1
+    assert warnings[0].startswith("%s: the signing subkey %s of the key %s expires on %s (in "
+                                  % (LIFETIME_LABEL, result["keys"][1]["fingerprint"], fpr, expires))
+    assert result["keys"][0]["signing"] is False and result["keys"][1]["used"] is True
+
+
+def test_recently_expired_signing_subkey_is_warned_about_while_another_signs(lifetime_keys, dest):
+    path, fpr = lifetime_keys["rotated"]
+    result, warnings = run_warned(lifetime_args(lifetime_keys, "rotated", dest))
+    old, new = result["keys"][1:]
+    assert (old["usable"], old["used"], new["usable"], new["used"]) == (False, False, True, True)
+    assert len(warnings) == 1
+    assert warnings[0].startswith("%s: the signing subkey %s of the key %s expired on %s;"
+                                  % (LIFETIME_LABEL, old["fingerprint"], fpr, old["expires"]))
+    assert "the key's other signing key, %s, is valid until %s" % (new["fingerprint"], new["expires"]) in warnings[0]
+    # Expired more than expiry_warning_days ago: no longer worth a warning.
+    _, warnings = run_warned(lifetime_args(lifetime_keys, "rotated", dest, expiry_warning_days=5))
+    assert warnings == []
+
+
+@pytest.mark.parametrize("check_mode", [True, False])
+def test_expired_key_is_refused(lifetime_keys, dest, check_mode):
+    path, fpr = lifetime_keys["expired"]
+    result, warnings = fail_warned(lifetime_args(lifetime_keys, "expired", dest), check_mode=check_mode)
+    expired = iso(listed_expiry(path))
+    assert result["msg"] == (
+        "%s: the key %s expired on %s, so it has no usable signing key left; apt rejects the repository's "
+        "signatures. Nothing was written. Fetch the vendor's renewed key (vendors usually extend the same "
+        "key, keeping its fingerprint), or, if the vendor moved to a new key, set "
+        "nvidia_container_toolkit_key_fingerprint to its fingerprint." % (LIFETIME_LABEL, fpr, expired))
+    assert result["expires"] == expired
+    assert result["fingerprints"] == [fpr]
+    assert warnings == []
+    assert not dest.exists()
+
+
+def test_revoked_key_is_refused_naming_the_revocation_date(lifetime_keys, dest):
+    path, fpr = lifetime_keys["revoked"]
+    result = fail_module(lifetime_args(lifetime_keys, "revoked", dest))
+    out = gpg_reference(["--with-colons", "--with-sig-list", "--show-keys", str(path)], b"").decode()
+    revoked_at = next(int(line.split(":")[5]) for line in out.splitlines() if line.startswith("rev:"))
+    assert result["msg"] == (
+        "%s: the key %s was revoked by its owner on %s; apt rejects every signature made with it. Nothing "
+        "was written. Fetch the vendor's current key and, after confirming its fingerprint from the vendor's "
+        "documentation, set nvidia_container_toolkit_key_fingerprint to it." % (LIFETIME_LABEL, fpr, iso(revoked_at)))
+    assert result["keys"][0]["revoked"] is True
+    assert result["keys"][0]["revoked_at"] == iso(revoked_at)
+    assert not dest.exists()
+
+
+def test_revoked_key_keeps_the_existing_keyring(lifetime_keys, dest):
+    run_module({"src": str(DOCKER_KEY), "fingerprint": DOCKER_FPR, "dest": str(dest)})
+    old = dest.read_bytes()
+    fail_module(lifetime_args(lifetime_keys, "revoked", dest))
+    assert dest.read_bytes() == old
+
+
+def test_key_whose_only_signing_subkey_expired_is_refused(lifetime_keys, dest):
+    path, fpr = lifetime_keys["nosigning"]
+    result = fail_module(lifetime_args(lifetime_keys, "nosigning", dest))
+    sub = result["keys"][1]
+    assert result["msg"] == (
+        "%s: the key %s has no usable signing key left (subkey %s expired on %s); apt rejects the "
+        "repository's signatures. Nothing was written. Fetch the vendor's renewed key, or, if the vendor "
+        "moved to a new key, set nvidia_container_toolkit_key_fingerprint to its fingerprint."
+        % (LIFETIME_LABEL, fpr, sub["fingerprint"], iso(listed_expiry(path, subkey=True))))
+    assert not dest.exists()
+
+
+def test_label_without_a_variable_names_the_pinned_fingerprint(lifetime_keys, dest):
+    result = fail_module(lifetime_args(lifetime_keys, "revoked", dest, label="Mirror key"))
+    assert result["msg"].endswith("set the pinned fingerprint to it.")
+
+
+def test_parse_colon_listing_reads_subkeys_and_revocations():
+    listing = "\n".join([
+        "pub:r:255:22:79DAC49124FC125A:1796042573:::-:::sc:::::ed25519:::0:",
+        "fpr:::::::::881DC598FA2A38A7AA08465B79DAC49124FC125A:",
+        "rev:?::22:79DAC49124FC125A:1796042600::::[User ID not found]:20x,00::881DC598FA2A38A7AA08465B79DAC49124FC125A:::8:",
+        "uid:r::::1796042573::5C3A0DC6E02C46A902B740D4323622305B51039B::Rev <rev@gpuhost.invalid>::::::::::0:",
+        "rev:?::22:79DAC49124FC125A:1796042700::::[User ID not found]:30x::881DC5:::8:",
+        "sub:e:255:22:DDCFA0980B1D7283:1796042573:1859114573:::::s:::::ed25519::",
+        "fpr:::::::::5ea8ce5e405012d7b8e5d282ddcfa0980b1d7283:",
+    ])
+    (key,) = ask.parse_colon_listing(listing)
+    assert (key["validity"], key["created"], key["capabilities"], key["revoked_at"]) == ("r", 1796042573, "sc", 1796042600)
+    assert key["subkeys"] == [{"fingerprint": "5EA8CE5E405012D7B8E5D282DDCFA0980B1D7283", "validity": "e",
+                               "created": 1796042573, "expires": 1859114573, "capabilities": "s", "revoked_at": None}]
+
+
+def test_through_ansible_an_expiring_key_prints_a_warning(lifetime_keys, tmp_path):
+    path, fpr = lifetime_keys["soon"]
+    args = {"src": str(path), "fingerprint": fpr, "dest": str(tmp_path / "keyrings" / "soon.gpg"),
+            "label": LIFETIME_LABEL}
+    rc, host = run_ansible(args, tmp_path, "--check")
+    assert rc == 0, host
+    assert [w for w in host.get("warnings", []) if "the key %s expires on" % fpr in w], host
+    assert host["expires"] == iso(listed_expiry(path))

@@ -24,6 +24,13 @@ description:
     and download errors; it only skips writing.
   - If O(dest) already holds the same keyring bytes, nothing is written. If only its permissions
     (or, when running as root, its ownership) differ, they are corrected and the task reports a change.
+  - The key's lifetime is checked too, since apt rejects a repository whose signing key is revoked
+    or expired. A key whose primary key is revoked, whose primary key has expired, or which has no
+    signing key left that is neither revoked nor expired, is refused. A warning (naming the key, the
+    date in UTC and the fix) is printed when the primary key, or the signing key apt uses, expires
+    within O(expiry_warning_days) days, and when a signing subkey expired within that many days.
+    The signing key apt uses is taken to be the newest signing-capable subkey that is neither
+    revoked nor expired (the one GnuPG signs with), or the primary key when there is none.
 author:
   - gpuhost contributors
 requirements:
@@ -77,6 +84,14 @@ options:
       - Whether to validate the server's TLS certificate when downloading from O(url).
     type: bool
     default: true
+  expiry_warning_days:
+    description:
+      - Warn when the primary key or the signing key expires within this many days, or when a
+        signing subkey expired less than this many days ago.
+      - V(0) warns only about subkeys that have already expired. Expired or revoked primary keys
+        are refused whatever the value.
+    type: int
+    default: 30
 notes:
   - Supports check mode and diff mode. The diff shows a summary (fingerprint, SHA-256, mode) of the
     keyring before and after, not the key material.
@@ -132,8 +147,42 @@ sha256:
   returned: success
   type: str
   sample: 1500c1f56fa9e26b9b8f42452a553675796ade0807cdce11975eb98170b3a570
+expires:
+  description:
+    - When apt stops accepting signatures made with the key, in UTC (ISO 8601), that is the earlier
+      of the primary key's expiry and the signing key's. V(null) when neither expires.
+  returned: success, and on refusals of a revoked or expired key
+  type: str
+  sample: "2027-03-01T12:00:00Z"
+keys:
+  description:
+    - The primary key and its subkeys, with their lifetimes. C(expires) and C(revoked_at) are UTC
+      times in ISO 8601 or V(null); C(signing) tells whether the key may sign; C(usable) whether it
+      can still sign (neither revoked nor expired, and its primary key neither); C(used) marks the
+      signing key apt uses.
+  returned: success, and on refusals of a revoked or expired key
+  type: list
+  elements: dict
+  sample:
+    - fingerprint: 9DC858229FC7DD38854AE2D88D81803C0EBFCD88
+      primary: true
+      signing: true
+      usable: true
+      used: false
+      revoked: false
+      revoked_at: null
+      expires: null
+    - fingerprint: D3306A018370199E527AE7997EA0A9C3F273FCD8
+      primary: false
+      signing: true
+      usable: true
+      used: true
+      revoked: false
+      revoked_at: null
+      expires: null
 """
 
+import datetime
 import hashlib
 import os
 import re
@@ -244,31 +293,66 @@ def is_armored(data):
     return ARMOR_MARKER in data
 
 
+def _epoch(fields, index):
+    value = fields[index] if len(fields) > index else ""
+    return int(value) if value.isdigit() else None
+
+
 def parse_colon_listing(text):
     """Parse `gpg --with-colons` output into a list of primary keys.
 
-    Each entry is a dict with `type` ('pub' or 'sec'), `fingerprint`, `expires` (epoch seconds or None)
-    and `uids`. The fingerprint of a primary key is the first `fpr` record after its `pub`/`sec` record;
-    `fpr` records of subkeys (after `sub`/`ssb`) are ignored.
+    Each entry is a dict with `type` ('pub' or 'sec'), `fingerprint`, `validity` (gpg's field 2:
+    'r' revoked, 'e' expired, ...), `created` and `expires` (epoch seconds or None), `capabilities`
+    (gpg's field 12, such as 'scSC'), `revoked_at` (epoch seconds of a key revocation signature
+    listed with --with-sig-list, or None), `uids`, and `subkeys`: dicts with the same keys except
+    `type`, `uids` and `subkeys`. The fingerprint of a primary key is the first `fpr` record after
+    its `pub`/`sec` record; a subkey's is the first after its `sub`/`ssb` record.
     """
     keys = []
     current = None
+    sub = None
     last = None
     for line in text.splitlines():
         fields = line.split(":")
         rtype = fields[0]
         if rtype in ("pub", "sec"):
-            expires = fields[6] if len(fields) > 6 else ""
             current = {
                 "type": rtype,
                 "fingerprint": None,
-                "expires": int(expires) if expires.isdigit() else None,
+                "validity": fields[1] if len(fields) > 1 else "",
+                "created": _epoch(fields, 5),
+                "expires": _epoch(fields, 6),
+                "capabilities": fields[11] if len(fields) > 11 else "",
+                "revoked_at": None,
                 "uids": [],
+                "subkeys": [],
             }
+            sub = None
             keys.append(current)
+        elif rtype in ("sub", "ssb"):
+            if current is not None:
+                sub = {
+                    "fingerprint": None,
+                    "validity": fields[1] if len(fields) > 1 else "",
+                    "created": _epoch(fields, 5),
+                    "expires": _epoch(fields, 6),
+                    "capabilities": fields[11] if len(fields) > 11 else "",
+                    "revoked_at": None,
+                }
+                current["subkeys"].append(sub)
         elif rtype == "fpr":
+            value = fields[9].upper() if len(fields) > 9 else ""
             if current is not None and last in ("pub", "sec") and current["fingerprint"] is None:
-                current["fingerprint"] = fields[9].upper() if len(fields) > 9 else ""
+                current["fingerprint"] = value
+            elif sub is not None and last in ("sub", "ssb") and sub["fingerprint"] is None:
+                sub["fingerprint"] = value
+        elif rtype == "rev":
+            # A revocation signature: of the primary key right after pub, of a subkey after sub.
+            when = _epoch(fields, 5)
+            if current is not None and last in ("pub", "sec") and current["revoked_at"] is None:
+                current["revoked_at"] = when
+            elif sub is not None and last in ("sub", "ssb") and sub["revoked_at"] is None:
+                sub["revoked_at"] = when
         elif rtype == "uid":
             if current is not None and len(fields) > 9:
                 current["uids"].append(fields[9])
@@ -309,7 +393,7 @@ class ThrowawayGnupgHome:
 def list_keys(gpg, homedir, data):
     """Return (keys, rc, gpg message) for the OpenPGP data, without importing anything."""
     rc, out, err = _run_gpg(
-        gpg, homedir, ["--with-colons", "--import-options", "show-only", "--import"], data
+        gpg, homedir, ["--with-colons", "--with-sig-list", "--import-options", "show-only", "--import"], data
     )
     return parse_colon_listing(out.decode("utf-8", "replace")), rc, _gpg_message(err)
 
@@ -387,6 +471,141 @@ def inspect_and_verify(gpg, data, pinned, label="apt signing key", origin="the k
                 fingerprints=fingerprints,
             )
     return keyring, fingerprints, keys
+
+
+# ---------------------------------------------------------------------------
+# The key's lifetime: revoked, expired, expiring
+# ---------------------------------------------------------------------------
+
+DAY = 86400
+_UNUSABLE = ("r", "e", "i", "d", "n")
+
+
+def iso_utc(epoch):
+    """ISO 8601 time in UTC, or None."""
+    if epoch is None:
+        return None
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _setting(label):
+    """The variable named in parentheses at the end of the label, for the fix in messages."""
+    match = re.search(r"\(([A-Za-z_][A-Za-z0-9_]*)\)\s*$", label or "")
+    return match.group(1) if match else "the pinned fingerprint"
+
+
+def _revoked(key):
+    return key.get("validity") == "r"
+
+
+def _expired(key, now):
+    return key.get("validity") == "e" or (key.get("expires") is not None and key["expires"] <= now)
+
+
+def _can_sign(key):
+    # Lower-case letters are the key's own capabilities; upper-case ones summarise the whole key.
+    return "s" in (key.get("capabilities") or "")
+
+
+def _in_days(epoch, now):
+    days = (epoch - now) // DAY
+    return "today" if days <= 0 else "in 1 day" if days == 1 else "in %d days" % days
+
+
+def check_lifetime(key, label="apt signing key", now=None, warning_days=30):
+    """Check that apt can still verify signatures made with `key` (a parse_colon_listing entry).
+
+    Returns (warnings, expires, keys): the texts to warn with, when apt stops accepting the key's
+    signatures (epoch seconds or None) and the key and its subkeys as the module returns them.
+    Raises SigningKeyError, carrying `expires` and `keys`, for a revoked or expired primary key and
+    for a key with no usable signing key left.
+    """
+    now = int(time.time()) if now is None else now
+    window = max(0, int(warning_days)) * DAY
+    fpr = key["fingerprint"]
+    setting = _setting(label)
+    primary_ok = not _revoked(key) and not _expired(key, now)
+    candidates = [s for s in key.get("subkeys", []) if _can_sign(s)]
+    usable = [s for s in candidates if primary_ok and s.get("validity") not in _UNUSABLE
+              and not _expired(s, now)]
+    if usable:
+        used = max(usable, key=lambda s: s.get("created") or 0)
+    elif primary_ok and _can_sign(key):
+        used = key
+    else:
+        used = None
+
+    def describe(k, primary):
+        revoked = _revoked(k)
+        return {
+            "fingerprint": k["fingerprint"],
+            "primary": primary,
+            "signing": _can_sign(k),
+            "usable": _can_sign(k) and primary_ok and (primary or any(k is u for u in usable)),
+            "used": k is used,
+            "revoked": revoked,
+            "revoked_at": iso_utc(k.get("revoked_at")) if revoked else None,
+            "expires": iso_utc(k.get("expires")),
+        }
+
+    keys = [describe(key, True)] + [describe(s, False) for s in key.get("subkeys", [])]
+    ends = [e for e in (key.get("expires"), used.get("expires") if used else None) if e is not None]
+    expires = min(ends) if ends else None
+    extra = {"keys": keys, "expires": iso_utc(expires)}
+
+    if _revoked(key):
+        when = " on %s" % iso_utc(key["revoked_at"]) if key.get("revoked_at") else ""
+        raise SigningKeyError(
+            "%s: the key %s was revoked by its owner%s; apt rejects every signature made with it. "
+            "Nothing was written. Fetch the vendor's current key and, after confirming its fingerprint "
+            "from the vendor's documentation, set %s to it." % (label, fpr, when, setting), **extra)
+    if _expired(key, now):
+        when = " on %s" % iso_utc(key["expires"]) if key.get("expires") else ""
+        raise SigningKeyError(
+            "%s: the key %s expired%s, so it has no usable signing key left; apt rejects the "
+            "repository's signatures. Nothing was written. Fetch the vendor's renewed key (vendors "
+            "usually extend the same key, keeping its fingerprint), or, if the vendor moved to a new "
+            "key, set %s to its fingerprint." % (label, fpr, when, setting), **extra)
+    if used is None:
+        why = []
+        for s in candidates:
+            if _revoked(s):
+                why.append("subkey %s revoked" % s["fingerprint"])
+            elif _expired(s, now):
+                why.append("subkey %s expired on %s" % (s["fingerprint"], iso_utc(s.get("expires"))))
+            else:
+                why.append("subkey %s unusable (validity %r)" % (s["fingerprint"], s.get("validity")))
+        detail = "; ".join(why) if why else "it has no signing-capable subkey and its primary key may not sign"
+        raise SigningKeyError(
+            "%s: the key %s has no usable signing key left (%s); apt rejects the repository's "
+            "signatures. Nothing was written. Fetch the vendor's renewed key, or, if the vendor moved "
+            "to a new key, set %s to its fingerprint." % (label, fpr, detail, setting), **extra)
+
+    warnings = []
+    renew = ("Fetch the vendor's renewed key before then (run again once the vendor publishes it), "
+             "or, if the vendor moved to a new key, set %s to its fingerprint." % setting)
+    if key.get("expires") is not None and key["expires"] - now <= window:
+        warnings.append(
+            "%s: the key %s expires on %s (%s); after that apt rejects the repository's signatures. %s"
+            % (label, fpr, iso_utc(key["expires"]), _in_days(key["expires"], now), renew))
+    # A subkey that expires with or after the primary key is covered by the warning above.
+    subkey_ends = used is not key and used.get("expires") is not None
+    if subkey_ends and used["expires"] - now <= window \
+            and (key.get("expires") is None or used["expires"] < key["expires"]):
+        warnings.append(
+            "%s: the signing subkey %s of the key %s expires on %s (%s); after that apt rejects the "
+            "repository's signatures unless the vendor signs with a renewed subkey. %s"
+            % (label, used["fingerprint"], fpr, iso_utc(used["expires"]), _in_days(used["expires"], now), renew))
+    for s in candidates:
+        if s is not used and s.get("validity") != "r" and s.get("expires") is not None \
+                and s["expires"] <= now < s["expires"] + window:
+            warnings.append(
+                "%s: the signing subkey %s of the key %s expired on %s; if the vendor still signs with it, "
+                "apt rejects the repository's signatures (the key's other signing key, %s, is valid%s). "
+                "Fetch the vendor's renewed key if apt reports EXPKEYSIG."
+                % (label, s["fingerprint"], fpr, iso_utc(s["expires"]), used["fingerprint"],
+                   " until %s" % iso_utc(used["expires"]) if used.get("expires") else ""))
+    return warnings, expires, keys
 
 
 def describe_existing(gpg, path):
@@ -534,6 +753,9 @@ def run_module(module):
 
     pinned = normalize_fingerprint(p["fingerprint"], label)
     result["fingerprint"] = pinned
+    if p["expiry_warning_days"] is None or p["expiry_warning_days"] < 0:
+        raise SigningKeyError("%s: expiry_warning_days must be 0 or more, got %s."
+                              % (label, p["expiry_warning_days"]))
     mode = parse_mode(p["mode"], label)
     dest = check_dest(p["dest"], label)
     result["dest"] = dest
@@ -556,10 +778,15 @@ def run_module(module):
     result["fingerprints"] = fingerprints
     result["sha256"] = sha256_hex(keyring)
 
-    now_expired = [k for k in keys if k["expires"] is not None and k["expires"] < _now()]
-    if now_expired:
-        module.warn("%s: the key %s has expired; apt will reject the repository's signatures until "
-                    "the vendor publishes a renewed key." % (label, pinned))
+    try:
+        warnings, expires, lifetimes = check_lifetime(keys[0], label, _now(), p["expiry_warning_days"])
+    except SigningKeyError as e:
+        e.result.setdefault("fingerprints", fingerprints)
+        raise
+    for warning in warnings:
+        module.warn(warning)
+    result["expires"] = iso_utc(expires)
+    result["keys"] = lifetimes
 
     owner_managed = os.geteuid() == 0
     owner = (0, 0) if owner_managed else None
@@ -610,6 +837,7 @@ def build_module():
             mode=dict(type="raw", default="0644"),
             timeout=dict(type="int", default=30),
             validate_certs=dict(type="bool", default=True),
+            expiry_warning_days=dict(type="int", default=30),
         ),
         mutually_exclusive=[("url", "src")],
         required_one_of=[("url", "src")],
