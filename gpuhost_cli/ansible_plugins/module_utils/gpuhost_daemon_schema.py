@@ -181,6 +181,18 @@ def mirror_problem(url) -> tuple[str, str] | None:
     return None
 
 
+def redact_url(url) -> str:
+    """``url`` with any password replaced by ``***``, for messages and logs."""
+    if not isinstance(url, str) or "@" not in url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    userinfo, at, host = rest.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***{at}{host}"
+
+
 def tcp_hosts(hosts) -> list[str]:
     """The ``hosts`` entries dockerd listens on over TCP.
 
@@ -204,7 +216,7 @@ def unknown_key_problem(key: str, extra_keys=()) -> str | None:
     close = difflib.get_close_matches(key, sorted(KNOWN_KEYS), n=1, cutoff=0.75)
     if not close and key.lower() in KNOWN_KEYS:
         close = [key.lower()]
-    hint = f' Did you mean "{close[0]}"?' if close else ""
+    hint = f" Did you mean '{close[0]}'?" if close else ""
     return f"it is not a daemon.json key dockerd knows, and dockerd refuses to start with it.{hint}"
 
 
@@ -340,6 +352,7 @@ def _check_mirrors(config, lists_ok, allow_insecure, found) -> None:
             continue
         kind, why = problem
         name = found.label(f"registry-mirrors[{index}]")
+        url = redact_url(url)
         if kind == "invalid":
             found.bad("registry-mirrors", f"registry-mirrors[{index}]", url, f"{MIRROR_EXPECTED}; {why}")
         elif allow_insecure:
