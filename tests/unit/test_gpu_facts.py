@@ -36,6 +36,9 @@ H100_ADDRESSES = ["0000:1b:00.0", "0000:43:00.0", "0000:52:00.0", "0000:61:00.0"
 
 gf = load_module("gpu_facts")
 
+NO_TOOLKIT = {"installed": False, "version": None, "packages": {}, "security_floor": "1.17.8",
+              "below_security_floor": False, "missing_fixes": []}
+
 
 def facts(case, **kw):
     return gf.collect(str(FIXTURES / case), **kw)
@@ -90,7 +93,7 @@ def test_no_gpu():
     assert gpu["nvidia_smi"]["path"] is None
     assert gpu["nvidia_smi"]["error"] == "nvidia-smi was not found"
     assert gpu["nvidia_smi"]["gpus"] == []
-    assert gpu["toolkit"] == {"installed": False, "version": None, "packages": {}}
+    assert gpu["toolkit"] == NO_TOOLKIT
     assert gpu["docker"]["installed"] is False
     assert gpu["docker"]["version"] is None
     assert gpu["problems"] == []
@@ -155,6 +158,7 @@ def test_eight_gpus_with_driver():
         "installed": True, "version": "1.17.8-1",
         "packages": {"nvidia-container-toolkit": "1.17.8-1", "nvidia-container-toolkit-base": "1.17.8-1",
                      "libnvidia-container-tools": "1.17.8-1", "libnvidia-container1": "1.17.8-1"},
+        "security_floor": "1.17.8", "below_security_floor": False, "missing_fixes": [],
     }
     docker = gpu["docker"]
     assert docker["installed"] is True
@@ -203,7 +207,7 @@ def test_mig_enabled():
     assert "--gpus '\"device=0:0\"'" in finding["message"]
     assert "nvidia-smi -i 0 -mig 0" in finding["message"]
     # Removed but not purged: not installed.
-    assert gpu["toolkit"] == {"installed": False, "version": None, "packages": {}}
+    assert gpu["toolkit"] == NO_TOOLKIT
     assert gpu["summary"] == "2 GPUs (NVIDIA A100-SXM4-80GB), driver 550.90.07, CUDA 12.4, MIG enabled on 1 of 2"
 
 
@@ -238,8 +242,11 @@ def test_captured_h200_tree_reads_as_the_real_host_did():
     recorded = json.loads((CAPTURED / "facts-module.json").read_text())["gpu"]
     gpu = facts("h200-captured")
     assert gpu["summary"] == recorded["summary"] == "1 GPU (NVIDIA H200), driver 580.159.04, CUDA 13.0"
-    for key in ("distribution", "pci_gpus", "driver", "toolkit", "findings", "problems"):
+    for key in ("distribution", "pci_gpus", "driver", "findings", "problems"):
         assert gpu[key] == recorded[key], key
+    # The security floor's keys came later than the recording; the host had no toolkit.
+    assert {k: gpu["toolkit"][k] for k in recorded["toolkit"]} == recorded["toolkit"]
+    assert gpu["toolkit"] == NO_TOOLKIT
     smi = dict(gpu["nvidia_smi"], path=None)
     assert smi == dict(recorded["nvidia_smi"], path=None)
     assert recorded["nvidia_smi"]["path"] == "/usr/local/nvidia/bin/nvidia-smi"
@@ -817,6 +824,66 @@ def test_this_machine():
     if os_release.exists():
         ids = dict(line.split("=", 1) for line in os_release.read_text().splitlines() if "=" in line)
         assert gpu["distribution"]["id"] == (ids.get("ID", "").strip().strip('"').lower() or None)
+
+
+# ---------------------------------------------------------------------------
+# A toolkit below the security floor
+# ---------------------------------------------------------------------------
+
+def with_toolkit(tmp_path, version):
+    """The eight-gpus-driver tree with every toolkit package at `version`."""
+    root = tmp_path / "root"
+    shutil.copytree(FIXTURES / "eight-gpus-driver", root, symlinks=True)
+    status = root / "var/lib/dpkg/status"
+    status.write_text(status.read_text().replace("Version: 1.17.8-1", "Version: %s" % version))
+    return root
+
+
+def test_toolkit_below_the_security_floor_is_a_problem(tmp_path):
+    gpu = gf.collect(str(with_toolkit(tmp_path, "1.17.3-1")))
+    toolkit = gpu["toolkit"]
+    assert toolkit["version"] == "1.17.3-1"
+    assert toolkit["security_floor"] == "1.17.8"
+    assert toolkit["below_security_floor"] is True
+    assert [(f["fixed_in"], f["cves"]) for f in toolkit["missing_fixes"]] == [
+        ("1.17.4", ["CVE-2025-23359"]), ("1.17.8", ["CVE-2025-23266", "CVE-2025-23267"])]
+    assert toolkit["missing_fixes"][1]["bulletin"] == "https://nvidia.custhelp.com/app/answers/detail/a_id/5659"
+    assert codes(gpu) == ["toolkit_below_security_floor"]
+    (finding,) = gpu["findings"]
+    assert finding["severity"] == "error"
+    assert finding["message"] == gpu["problems"][0] == (
+        "NVIDIA Container Toolkit 1.17.3-1 is installed, older than the security floor 1.17.8: it lacks "
+        "NVIDIA's fixes for CVE-2025-23359 (fixed in 1.17.4, NVIDIA bulletin "
+        "https://nvidia.custhelp.com/app/answers/detail/a_id/5616); CVE-2025-23266, CVE-2025-23267 (fixed in "
+        "1.17.8, NVIDIA bulletin https://nvidia.custhelp.com/app/answers/detail/a_id/5659), which let a "
+        "container image escape to the host. Upgrade the toolkit to 1.17.8 or newer: run gpuhost provision "
+        "with nvidia_container_toolkit_version \"1.17.8-1\" or newer (or \"\" for the newest).")
+    json.dumps(gpu)
+
+
+def test_toolkit_1_17_7_lacks_only_the_july_2025_fixes(tmp_path):
+    gpu = gf.collect(str(with_toolkit(tmp_path, "1.17.7-1")))
+    assert [cve for f in gpu["toolkit"]["missing_fixes"] for cve in f["cves"]] == ["CVE-2025-23266", "CVE-2025-23267"]
+    assert "CVE-2025-23359" not in gpu["problems"][0]
+
+
+@pytest.mark.parametrize("version", ["1.17.8-1", "1.18.0~rc.1-1", "1.18.1-1"])
+def test_toolkit_at_or_above_the_floor_is_no_problem(tmp_path, version):
+    gpu = gf.collect(str(with_toolkit(tmp_path, version)))
+    assert gpu["toolkit"]["below_security_floor"] is False
+    assert gpu["toolkit"]["missing_fixes"] == []
+    assert gpu["problems"] == []
+
+
+def test_through_ansible_the_module_ships_with_the_security_table(tmp_path):
+    """Ansible sends module_utils/gpuhost_toolkit_security.py along with the module."""
+    rc, host = run_ansible(tmp_path, {"root": str(with_toolkit(tmp_path, "1.16.1-1"))})
+    assert rc == 0, host
+    toolkit = host["gpu"]["toolkit"]
+    assert toolkit["below_security_floor"] is True
+    assert len(toolkit["missing_fixes"]) == 5
+    assert [f["code"] for f in host["gpu"]["findings"]] == ["toolkit_below_security_floor"]
+    assert "CVE-2024-0132, CVE-2024-0133 (fixed in 1.16.2" in host["gpu"]["problems"][0]
 
 
 # ---------------------------------------------------------------------------

@@ -27,7 +27,11 @@ description:
     --format=csv,noheader,nounits), and the CUDA version from the header of plain C(nvidia-smi).
   - The Docker engine's version, default runtime and runtimes, from C(docker version) and
     C(docker info), and the C(default-runtime) configured in C(/etc/docker/daemon.json).
-  - The installed version of the NVIDIA Container Toolkit packages, from C(/var/lib/dpkg/status).
+  - The installed version of the NVIDIA Container Toolkit packages, from C(/var/lib/dpkg/status),
+    and the NVIDIA security fixes that version lacks. A toolkit older than the security floor
+    (the newest release in gpuhost's table of NVIDIA security bulletins, shipped with the module
+    as C(module_utils/gpuhost_toolkit_security.py)) is reported as a problem that names the CVEs
+    and bulletins.
   - The module never fails because a file is missing, unreadable or malformed, or because a
     command is missing, fails or times out; what could not be read is reported as V(null) or as
     an error text.
@@ -210,6 +214,11 @@ gpu:
           count.
         - C(version) is the version of C(nvidia-container-toolkit); C(packages) maps each installed
           toolkit package to its version.
+        - C(security_floor) is the oldest release that carries every NVIDIA security fix gpuhost
+          knows of. C(below_security_floor) is true when the installed version is older;
+          C(missing_fixes) lists the fixes it lacks, oldest first, each with C(fixed_in), C(cves),
+          C(bulletin) (the NVIDIA security bulletin's address) and C(published) (year and month).
+          Both are V(false) and empty when the toolkit is not installed.
       type: dict
       sample:
         installed: true
@@ -219,6 +228,9 @@ gpu:
           nvidia-container-toolkit-base: 1.17.8-1
           libnvidia-container-tools: 1.17.8-1
           libnvidia-container1: 1.17.8-1
+        security_floor: 1.17.8
+        below_security_floor: false
+        missing_fixes: []
 ansible_facts:
   description: Facts set by the module.
   returned: always
@@ -237,6 +249,7 @@ import subprocess
 from collections import OrderedDict
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.gpuhost_toolkit_security import describe_fixes, missing_fixes, security_floor
 
 
 NVIDIA_VENDOR = "0x10de"
@@ -767,10 +780,18 @@ def parse_dpkg_status(text, wanted=TOOLKIT_PACKAGES):
 
 def toolkit_facts(root):
     packages = parse_dpkg_status(read_text(under(root, "var/lib/dpkg/status"), limit=64 * 1024 * 1024))
+    version = packages.get("nvidia-container-toolkit")
+    try:
+        lacking = missing_fixes(version) if version else []
+    except ValueError:
+        lacking = []  # not a Debian version; dpkg would not have installed it
     return {
         "installed": "nvidia-container-toolkit" in packages,
-        "version": packages.get("nvidia-container-toolkit"),
+        "version": version,
         "packages": dict(packages),
+        "security_floor": security_floor(),
+        "below_security_floor": bool(lacking),
+        "missing_fixes": lacking,
     }
 
 
@@ -851,6 +872,16 @@ def find_problems(gpu):
             "are bound to another driver or failed to initialise. Check dmesg for NVRM errors; "
             "GPUs bound to vfio-pci are reserved for virtual machines."
             % (len(pci), len(smi["gpus"]), detail))
+
+    toolkit = gpu.get("toolkit") or {}
+    if toolkit.get("below_security_floor"):
+        floor = toolkit["security_floor"]
+        add("toolkit_below_security_floor", "error",
+            "NVIDIA Container Toolkit %s is installed, older than the security floor %s: it lacks NVIDIA's "
+            "fixes for %s, which let a container image escape to the host. Upgrade the toolkit to %s or "
+            "newer: run gpuhost provision with nvidia_container_toolkit_version \"%s-1\" or newer (or \"\" "
+            "for the newest)."
+            % (toolkit["version"], floor, describe_fixes(toolkit["missing_fixes"]), floor, floor))
 
     mig = [g for g in smi["gpus"] if (g["mig_mode"] or "").lower() == "enabled"]
     if mig:
