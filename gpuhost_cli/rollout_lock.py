@@ -5,6 +5,10 @@ for as long as it runs. A second rollout on the same inventory stops with a clea
 before it connects to any host. The lock is an fcntl lock on a file under
 ``~/.local/state/gpuhost/locks``: the kernel releases it when the process ends, so a
 rollout that was killed never leaves a stale lock behind.
+
+The lock directory and file must be the user's own and are opened without following
+links (:mod:`gpuhost_cli.safe_files`): a link planted at the lock's predictable path is
+refused, never truncated through.
 """
 
 from __future__ import annotations
@@ -18,12 +22,20 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from gpuhost_cli import safe_files
 from gpuhost_cli.inputs import UserError
+
+WHAT = "rollout locks"
 
 
 def lock_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "gpuhost" / "locks"
+
+
+def _own_parts(directory: Path | None) -> int:
+    """How many trailing components of the lock directory gpuhost creates: gpuhost/locks by default."""
+    return 1 if directory is not None else 2
 
 
 def lock_path(inventory: Path, directory: Path | None = None) -> Path:
@@ -35,8 +47,11 @@ def lock_path(inventory: Path, directory: Path | None = None) -> Path:
 def rollout_lock(inventory: Path, directory: Path | None = None) -> Iterator[Path]:
     """Hold the inventory's rollout lock; raise UserError when another rollout holds it."""
     path = lock_path(inventory, directory)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        with safe_files.own_directory(path.parent, WHAT, own=_own_parts(directory), mode=0o700) as dir_fd:
+            fd = safe_files.open_file(dir_fd, path.parent, path.name, os.O_RDWR | os.O_CREAT, WHAT, 0o600)
+    except OSError as exc:
+        raise UserError(f"cannot open the rollout lock {path}: {exc.strerror or exc}", code=1) from None
     try:
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -5,6 +5,8 @@ which hosts each batch held and where the rollout stopped; each host's events sa
 it failed, was lost or was deferred, how many tasks changed something, how long it took and
 the error. Reports are kept beside the inventory, in ``.gpuhost/rollouts/``; the newest
 real (not ``--check``) one is ``.gpuhost/rollouts/last.json``, which ``--resume`` reads.
+Those directories and files must be the user's own; they are written and read without
+following links (:mod:`gpuhost_cli.safe_files`).
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gpuhost_cli import rollout
+from gpuhost_cli import rollout, safe_files
 from gpuhost_cli.events import RunModel
 from gpuhost_cli.inputs import UserError
 
 REPORT_VERSION = 1
 RESUMABLE = (rollout.FAILED, rollout.UNREACHABLE, rollout.NOT_REACHED)
+WHAT = "rollout reports"
+LAST = "last.json"
 
 
 def reports_dir(inventory: str | os.PathLike[str]) -> Path:
@@ -173,32 +177,48 @@ def build(
     }
 
 
+def check_writable(inventory: str | os.PathLike[str], extra: str | os.PathLike[str] | None = None,
+                   check: bool = False) -> Path:
+    """Before a run: the reports directory can be used (created when missing), and last.json (which a
+    real run replaces) and ``extra`` are no links; raise UserError otherwise. Returns the directory."""
+    directory = reports_dir(inventory)
+    with safe_files.own_directory(directory, WHAT, own=2) as dir_fd:
+        if not check:
+            safe_files.check_replaceable(dir_fd, directory, LAST, WHAT)
+    if extra:
+        safe_files.check_named(extra, "rollout report")
+    return directory
+
+
 def save(report: Mapping[str, Any], inventory: str | os.PathLike[str], extra: str | os.PathLike[str] | None = None) -> Path:
     """Write the report under reports_dir(inventory) (and to ``extra``); return its path.
 
     A real run also becomes ``last.json``, the report ``--resume`` reads; a check run does not.
+    Each report is a new file (an exclusive create); last.json is replaced at once, through a
+    temporary file of a name no one can guess. A link in the way is refused (UserError).
     """
     directory = reports_dir(inventory)
-    directory.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     name = f"rollout-{stamp}{'-check' if report.get('check') else ''}.json"
-    text = json.dumps(report, indent=2) + "\n"
-    path = directory / name
-    path.write_text(text, encoding="utf-8")
-    if not report.get("check"):
-        temporary = directory / ".last.json.tmp"
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, directory / "last.json")
+    data = (json.dumps(report, indent=2) + "\n").encode("utf-8")
+    with safe_files.own_directory(directory, WHAT, own=2) as dir_fd:
+        if not report.get("check"):
+            safe_files.check_replaceable(dir_fd, directory, LAST, WHAT)
+        safe_files.write_new(dir_fd, directory, name, data, WHAT)
+        if not report.get("check"):
+            safe_files.replace(dir_fd, directory, LAST, data, WHAT)
     if extra:
-        Path(extra).write_text(text, encoding="utf-8")
-    return path
+        safe_files.write_named(extra, data, "rollout report")
+    return directory / name
 
 
 def load_last(inventory: str | os.PathLike[str]) -> tuple[Path, dict[str, Any]]:
     """The last real rollout's report, or a UserError that says there is none."""
-    path = reports_dir(inventory) / "last.json"
+    directory = reports_dir(inventory)
+    path = directory / LAST
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with safe_files.own_directory(directory, WHAT, own=2, create=False) as dir_fd:
+            data = json.loads(safe_files.read(dir_fd, directory, LAST, WHAT).decode("utf-8"))
     except FileNotFoundError:
         raise UserError(f"--resume: no earlier rollout of {inventory} is recorded ({path} is missing); "
                         f"run gpuhost provision without --resume") from None
