@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["UserError", "check_inventory", "inventory_rollout_settings", "parse_extra_vars"]
+__all__ = ["UserError", "check_inventory", "check_limit", "inventory_rollout_settings", "parse_extra_vars"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -30,20 +30,52 @@ class UserError(Exception):
         self.code = code
 
 
+def _shown(text: str, width: int = 300) -> str:
+    """A user's input as it goes into a one-line message: cut short, control characters escaped."""
+    shown = text if len(text) <= width else text[:width - 5] + "…" + text[-4:]
+    return shown.encode("unicode_escape").decode("ascii") if not shown.isprintable() else shown
+
+
 def check_inventory(inventory: str | os.PathLike[str]) -> Path:
     """The inventory as an absolute path; it must exist and be readable."""
     text = str(inventory)
     if not text:
         raise UserError("no inventory given; pass -i INVENTORY (a hosts.yml file or an inventory directory)")
-    path = Path(text).expanduser()
-    if not path.exists():
-        raise UserError(f"inventory '{text}' not found")
-    if path.is_dir():
-        if not os.access(path, os.R_OK | os.X_OK):
-            raise UserError(f"inventory '{text}' is not readable")
-    elif not path.is_file() or not os.access(path, os.R_OK):
-        raise UserError(f"inventory '{text}' is not readable")
-    return path.resolve()
+    shown = _shown(text)
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:  # ~name of no user, or no home directory
+        raise UserError(f"inventory '{shown}': cannot find the home directory its '~' names; "
+                        f"give the path without '~'") from None
+    try:
+        if not path.exists():
+            raise UserError(f"inventory '{shown}' not found")
+        if path.is_dir():
+            if not os.access(path, os.R_OK | os.X_OK):
+                raise UserError(f"inventory '{shown}' is not readable")
+        elif not path.is_file() or not os.access(path, os.R_OK):
+            raise UserError(f"inventory '{shown}' is not readable")
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # a name too long, a link loop, a NUL byte
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise UserError(f"inventory '{shown}' cannot be used: {reason}") from None
+
+
+def check_limit(limit: str | None) -> str | None:
+    """``--limit`` as Ansible takes it; an empty pattern or one with control characters is refused.
+
+    Ansible reads an empty ``--limit`` as no limit at all, so a script whose variable came
+    out empty would roll out every host: refuse it instead.
+    """
+    if limit is None:
+        return None
+    if not limit.strip(" ,:"):
+        raise UserError("--limit is empty; give host or group names (--limit gpu-node-1,gpu-node-2), "
+                        "or leave --limit out to run on every host")
+    if not limit.isprintable():
+        raise UserError(f"--limit '{_shown(limit)}' holds control characters; give host or group names "
+                        f"separated by commas")
+    return limit
 
 
 def _load_vars_file(spec: str) -> dict[str, Any]:

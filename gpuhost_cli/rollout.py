@@ -21,6 +21,7 @@ Pure functions only: the action plugin, the command line and the tests share the
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,54 +44,103 @@ class RolloutError(ValueError):
     """A batch list or a failure percentage that cannot be used; the message says why."""
 
 
+MAX_BATCH_HOSTS = 1_000_000
+MAX_BATCHES = 100
+
+# Only the digits 0-9 (and ASCII spaces), not "²" or "٣", which str.isdigit() and int() take.
+_COUNT = re.compile(r"-?[0-9]+", re.ASCII)
+_SHARE = re.compile(r"(-?[0-9]+)\s*%", re.ASCII)
+_PERCENT = re.compile(r"([0-9]+)\s*%?", re.ASCII)
+
+
+def _shown(value: Any, width: int = 40) -> str:
+    """``repr(value)``, cut short: error messages stay one readable line whatever was typed."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        text = f"<a number of {value.bit_length()} bits>" if isinstance(value, int) else "<value>"
+    return text if len(text) <= width else text[:width - 5] + "…" + text[-4:]
+
+
 def parse_batches(value: Any, source: str = BATCHES_VARIABLE) -> list[int | str]:
     """A list of batch sizes: host counts (``1``) and shares of the fleet (``"25%"``).
 
     Takes a list, or a comma-separated string as typed on the command line
-    (``1,25%,100%``). Counts must be whole numbers of at least 1; shares from 1% to 100%.
+    (``1,25%,100%``). Counts must be whole numbers of at least 1, written with the digits
+    0-9; shares from 1% to 100%. Anything else raises RolloutError, whatever the input.
     """
     if isinstance(value, str):
-        items: Sequence[Any] = [part.strip() for part in value.split(",")]
+        items: Sequence[Any] = [part.strip() for part in value.split(",", MAX_BATCHES)] if value.strip() else []
     elif isinstance(value, (list, tuple)):
         items = value
     else:
-        raise RolloutError(f"{source} must be a list such as [1, \"25%\", \"100%\"], got {value!r}")
+        raise RolloutError(f"{source} must be a list such as [1, \"25%\", \"100%\"], got {_shown(value)}")
     if not items:
         raise RolloutError(f"{source} is empty; give at least one batch size, such as [\"100%\"]")
+    if len(items) > MAX_BATCHES:
+        raise RolloutError(f"{source} has more than {MAX_BATCHES} batch sizes; the last size repeats until "
+                           f"every host has a batch, so a short list such as 1,10%,100% is enough")
     batches: list[int | str] = []
     for item in items:
         batches.append(_batch_size(item, source))
     return batches
 
 
+def _count(count: int, source: str, hint: str) -> int:
+    if count < 1:
+        raise RolloutError(f"{source}: {count} hosts is not a batch; use {hint} (at least 1)")
+    if count > MAX_BATCH_HOSTS:
+        raise RolloutError(f"{source}: {_shown(count)} hosts is more than a batch can hold (at most "
+                           f"{MAX_BATCH_HOSTS}); use \"100%\" for all the hosts")
+    return count
+
+
 def _batch_size(item: Any, source: str) -> int | str:
     hint = "a host count such as 1 or a share of the hosts such as \"25%\""
     if isinstance(item, bool):
         raise RolloutError(f"{source}: {item!r} is not {hint}")
-    text = str(item).strip()
-    if isinstance(item, int) or text.lstrip("-").isdigit():
-        count = int(text)
-        if count < 1:
-            raise RolloutError(f"{source}: {count} hosts is not a batch; use {hint} (at least 1)")
-        return count
-    if text.endswith("%"):
-        number = text[:-1].strip()
-        if not number.isdigit() or not 1 <= int(number) <= 100:
-            raise RolloutError(f"{source}: {text!r} is not a share from 1% to 100%")
+    if isinstance(item, int):
+        return _count(item, source, hint)
+    if not isinstance(item, str):
+        raise RolloutError(f"{source}: {_shown(item)} is not {hint}")
+    text = item.strip()
+    if not text:
+        raise RolloutError(f"{source}: an empty batch size (two commas in a row, or a comma at an end); use {hint}")
+    if _COUNT.fullmatch(text):
+        if len(text.lstrip("-").lstrip("0")) > len(str(MAX_BATCH_HOSTS)):  # int() refuses 4,300 digits and more
+            raise RolloutError(f"{source}: {_shown(text)} is not a batch size (at most {MAX_BATCH_HOSTS} "
+                               f"hosts); use {hint}")
+        return _count(int(text), source, hint)
+    share = _SHARE.fullmatch(text)
+    if share:
+        number = share.group(1)
+        if number.startswith("-") or len(number.lstrip("0")) > 3 or not 1 <= int(number) <= 100:
+            raise RolloutError(f"{source}: {_shown(text)} is not a share from 1% to 100%")
         return f"{int(number)}%"
-    raise RolloutError(f"{source}: {item!r} is not {hint}")
+    if text.endswith("%"):
+        raise RolloutError(f"{source}: {_shown(text)} is not a share from 1% to 100% (write it as 25%)")
+    raise RolloutError(f"{source}: {_shown(item)} is not {hint}")
 
 
 def parse_max_fail(value: Any, source: str = MAX_FAIL_VARIABLE) -> int:
-    """A failure percentage from 0 (no failed host allowed) to 100."""
+    """A failure percentage from 0 (no failed host allowed) to 100: a whole number, as 10 or "10%"."""
+    wrong = f"{source} must be a whole number from 0 to 100, got {_shown(value)}"
     if isinstance(value, bool):
-        raise RolloutError(f"{source} must be a whole number from 0 to 100, got {value!r}")
-    try:
-        number = int(str(value).strip().rstrip("%"))
-    except ValueError:
-        raise RolloutError(f"{source} must be a whole number from 0 to 100, got {value!r}") from None
+        raise RolloutError(wrong)
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str):
+        match = _PERCENT.fullmatch(value.strip())
+        if not match:
+            raise RolloutError(wrong)
+        digits = match.group(1).lstrip("0") or "0"
+        if len(digits) > 3:
+            raise RolloutError(f"{source} must be from 0 to 100, got {_shown(value.strip())}")
+        number = int(digits)
+    else:
+        raise RolloutError(wrong)
     if not 0 <= number <= 100:
-        raise RolloutError(f"{source} must be from 0 to 100, got {number}")
+        raise RolloutError(f"{source} must be from 0 to 100, got {_shown(number)}")
     return number
 
 

@@ -78,9 +78,9 @@ def provision(
                           "(default: gpuhost_rollout_batches, 1,25%,100%)."),
     ] = None,
     max_fail: Annotated[
-        int | None,
-        typer.Option("--max-fail", min=0, max=100, metavar="PERCENT",
-                     help="Largest share of a batch that may fail before the rollout stops "
+        str | None,
+        typer.Option("--max-fail", metavar="PERCENT",
+                     help="Largest share of a batch that may fail before the rollout stops, 0 to 100 "
                           "(default: gpuhost_rollout_max_fail_percentage, 0)."),
     ] = None,
     resume: Annotated[
@@ -99,6 +99,7 @@ def provision(
 
     with user_errors():
         path = inputs.check_inventory(inventory)
+        limit = inputs.check_limit(limit)
         variables = inputs.parse_extra_vars(extra_vars)
 
     from datetime import datetime, timezone
@@ -120,6 +121,12 @@ def provision(
                                 f"it was given. {last.get('finish_deferred') or ''}".strip())
                 raise typer.Exit(0)
             limit, resumed_from = ",".join(hosts), str(report_path)
+        # The report is written after the run: a directory it cannot use is refused before the run.
+        try:
+            rollout_report.check_writable(path, report, check)
+        except OSError as exc:
+            raise inputs.UserError(f"cannot write the rollout report under {rollout_report.reports_dir(path)}: "
+                                   f"{exc.strerror or exc}", 1) from None
     variables.update(settings)
 
     show_live = output is OutputFormat.table and stdout_is_tty()
@@ -154,7 +161,7 @@ def provision(
            extra={"rollout": rollout, "report_file": str(saved)})
 
 
-def rollout_options(inventory, variables: dict, batches: str | None, max_fail: int | None) -> dict:
+def rollout_options(inventory, variables: dict, batches: str | None, max_fail: str | int | None) -> dict:
     """gpuhost_rollout_batches and gpuhost_rollout_max_fail_percentage for this run, checked.
 
     From the command line's --batches and --max-fail, else from -e, else from the
@@ -172,7 +179,7 @@ def rollout_options(inventory, variables: dict, batches: str | None, max_fail: i
         return {
             rollout.BATCHES_VARIABLE: rollout.parse_batches(batches, "--batches") if batches is not None
             else rollout.parse_batches(found.get(rollout.BATCHES_VARIABLE, list(rollout.DEFAULT_BATCHES))),
-            rollout.MAX_FAIL_VARIABLE: max_fail if max_fail is not None
+            rollout.MAX_FAIL_VARIABLE: rollout.parse_max_fail(max_fail, "--max-fail") if max_fail is not None
             else rollout.parse_max_fail(found.get(rollout.MAX_FAIL_VARIABLE, rollout.DEFAULT_MAX_FAIL_PERCENTAGE)),
         }
     except rollout.RolloutError as exc:

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from gpuhost_cli import inputs, rollout_report, runner
+from gpuhost_cli import inputs, rollout, rollout_report, runner
 from gpuhost_cli.cli.provision import rollout_options
 from gpuhost_cli.inputs import UserError
 
@@ -67,13 +69,94 @@ def test_hosts_that_disagree_are_refused(tmp_path):
 @pytest.mark.parametrize("args, words", [
     (["--batches", "0,100%"], "--batches: 0 hosts is not a batch"),
     (["--batches", "1,150%"], "--batches: '150%' is not a share from 1% to 100%"),
-    (["--max-fail", "101"], "less than or equal to 100"),
+    (["--max-fail", "101"], "--max-fail must be from 0 to 100, got 101"),
 ])
 def test_bad_rollout_options_stop_before_any_run(cli, tmp_path, args, words):
     result = cli("provision", "-i", inventory(tmp_path), *args)
     assert result.exit_code == 2
     assert words in result.output
     assert not rollout_report.reports_dir(tmp_path / "inv").exists()
+
+
+@pytest.fixture
+def no_run(monkeypatch):
+    """Fail the test if gpuhost got as far as running Ansible."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("site.yml was run")
+
+    monkeypatch.setattr(runner, "run_playbook", refuse)
+
+
+ODD_INPUTS = [
+    (["--batches", "²"], "--batches: '²' is not a host count"),
+    (["--batches", "²%"], "--batches: '²%' is not a share from 1% to 100%"),
+    (["--batches", "٣"], "--batches: '٣' is not a host count"),
+    (["--batches", "1,,2"], "--batches: an empty batch size"),
+    (["--batches", "0"], "--batches: 0 hosts is not a batch"),
+    (["--batches", "-1"], "--batches: -1 hosts is not a batch"),
+    (["--batches", "1e3"], "--batches: '1e3' is not a host count"),
+    (["--batches", "50%%"], "--batches: '50%%' is not a share from 1% to 100%"),
+    (["--batches", "101%"], "--batches: '101%' is not a share from 1% to 100%"),
+    (["--batches", " "], "--batches is empty"),
+    (["--batches", "9" * 5000], "is not a batch size (at most 1000000 hosts)"),
+    (["--batches", ",".join(["1"] * 500)], "--batches has more than 100 batch sizes"),
+    (["--max-fail", "²"], "--max-fail must be a whole number from 0 to 100, got '²'"),
+    (["--max-fail", "٣"], "--max-fail must be a whole number from 0 to 100, got '٣'"),
+    (["--max-fail", "-1"], "--max-fail must be a whole number from 0 to 100, got '-1'"),
+    (["--max-fail", "1_0"], "--max-fail must be a whole number from 0 to 100"),
+    (["--max-fail", "9" * 5000], "--max-fail must be from 0 to 100"),
+    (["--max-fail", ""], "--max-fail must be a whole number from 0 to 100, got ''"),
+    (["--limit", ""], "--limit is empty"),
+    (["--limit", " , "], "--limit is empty"),
+    (["--limit", "gpu1\x1b[2J"], "--limit 'gpu1\\x1b[2J' holds control characters"),
+]
+
+
+@pytest.mark.parametrize("args, words", ODD_INPUTS, ids=lambda v: repr(v)[:30] if isinstance(v, list) else None)
+def test_odd_input_is_one_line_and_exit_2(cli, tmp_path, no_run, args, words):
+    args = ["--batches", "1", "--max-fail", "0", *args]  # both given: no inventory read, only the check
+    result = cli("provision", "-i", inventory(tmp_path), *args)
+    assert result.exit_code == 2, (result.exception, result.output)
+    assert result.output.startswith("gpuhost: ") and result.output.count("\n") == 1, result.output
+    assert words in result.output
+    assert len(result.output) < 400
+
+
+@pytest.mark.parametrize("path, words", [
+    ("~no-such-user-of-gpuhost/inv", "cannot find the home directory its '~' names"),
+    ("x" * 5000, "cannot be used: File name too long"),
+    ("/" + "a/" * 3000, "cannot be used: File name too long"),
+    ("", "no inventory given"),
+    ("-", "inventory '-' not found"),
+])
+def test_odd_inventory_paths_are_one_line_and_exit_2(cli, no_run, path, words):
+    result = cli("provision", "-i", path)
+    assert result.exit_code == 2, (result.exception, result.output)
+    assert result.output.startswith("gpuhost: ") and result.output.count("\n") == 1, result.output
+    assert words in result.output
+
+
+class _Ran(Exception):
+    pass
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.text(max_size=40), max_fail=st.text(max_size=8))
+def test_any_text_for_batches_and_max_fail_runs_or_is_refused(cli, tmp_path_factory, monkeypatch, batches, max_fail):
+    def ran(*args, **kwargs):
+        raise _Ran(kwargs["extravars"])
+
+    monkeypatch.setattr(runner, "run_playbook", ran)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+    result = cli("provision", "-i", inventory(tmp_path_factory.mktemp("any")), "--batches", batches,
+                 "--max-fail", max_fail)
+    if isinstance(result.exception, _Ran):
+        extravars = result.exception.args[0]
+        assert extravars["gpuhost_rollout_batches"] == rollout.parse_batches(batches)
+        assert extravars["gpuhost_rollout_max_fail_percentage"] == rollout.parse_max_fail(max_fail)
+        return
+    assert result.exit_code == 2, (result.exception, result.output)
+    assert result.output.startswith("gpuhost: ") and result.output.count("\n") == 1, result.output
 
 
 def test_a_bad_inventory_setting_is_named(cli, tmp_path):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gpuhost_cli import rollout
 from gpuhost_cli.rollout import RolloutError, batch_sizes, decide, parse_batches, parse_max_fail, plan
@@ -24,10 +26,30 @@ def test_parse_batches(text, expected):
 
 
 @pytest.mark.parametrize("bad, words", [
-    ("", "is not a host count"),
+    ("", "is empty"),
+    (" ", "is empty"),
     ([], "is empty"),
-    ("0", "0"),
-    ("1,,100%", "''"),
+    ("0", "0 hosts is not a batch"),
+    ("-1", "-1 hosts is not a batch"),
+    ("1,,100%", "an empty batch size"),
+    ("1,", "an empty batch size"),
+    ("²", "'²' is not a host count"),  # str.isdigit() is true for it, int() refuses it
+    ("٣", "'٣' is not a host count"),  # int() reads it as 3: only the digits 0-9 count
+    ("５", "'５' is not a host count"),
+    ("١٠٠%", "is not a share from 1% to 100%"),
+    ("1e3", "'1e3' is not a host count"),
+    ("1_000", "'1_000' is not a host count"),
+    ("+3", "'+3' is not a host count"),
+    ("0x10", "'0x10' is not a host count"),
+    ("50%%", "'50%%' is not a share from 1% to 100%"),
+    ("-5%", "'-5%' is not a share from 1% to 100%"),
+    ("9" * 5000, "is not a batch size (at most 1000000 hosts)"),  # int() refuses 4,300 digits and more
+    ("1" * 5000 + "%", "is not a share from 1% to 100%"),
+    ("1000001", "1000001 hosts is more than a batch can hold"),
+    pytest.param([10 ** 5000], "hosts is more than a batch can hold", id="int-of-5001-digits"),
+    (",".join(["1"] * 101), "more than 100 batch sizes"),
+    ([1.0], "1.0 is not a host count"),
+    ([None], "None is not a host count"),
     ("101%", "from 1% to 100%"),
     ("0%", "from 1% to 100%"),
     ("abc", "'abc'"),
@@ -42,12 +64,20 @@ def test_parse_batches_refuses(bad, words):
     assert str(caught.value).startswith("--batches")
 
 
-@pytest.mark.parametrize("value, expected", [(0, 0), ("10", 10), ("25%", 25), (100, 100)])
+def test_refusals_are_one_short_line():
+    for bad in ("9" * 5000, "1" * 5000 + "%", "x" * 5000, "1\n2"):
+        with pytest.raises(RolloutError) as caught:
+            parse_batches(bad, "--batches")
+        assert "\n" not in str(caught.value) and len(str(caught.value)) < 200, str(caught.value)
+
+
+@pytest.mark.parametrize("value, expected", [(0, 0), ("10", 10), ("25%", 25), (100, 100), (" 5 % ", 5), ("007", 7)])
 def test_parse_max_fail(value, expected):
     assert parse_max_fail(value) == expected
 
 
-@pytest.mark.parametrize("bad", [-1, 101, "ten", True, None])
+@pytest.mark.parametrize("bad", [-1, 101, "ten", True, None, "²", "٣", "1_0", "50%%", "1e3", "-1", "", 5.0,
+                                 "9" * 5000, pytest.param(10 ** 5000, id="int-of-5001-digits")])
 def test_parse_max_fail_refuses(bad):
     with pytest.raises(RolloutError):
         parse_max_fail(bad)
@@ -174,3 +204,41 @@ def test_long_host_lists_are_shortened():
     hosts = [f"n{i:03d}" for i in range(40)]
     d = decide("preflight", hosts, {}, 0)
     assert "n009 and 30 more" in d.msg and "n010" not in d.msg
+
+
+# ---- Any text at all -------------------------------------------------------------------------
+
+def _valid(batch):
+    if isinstance(batch, int):
+        return not isinstance(batch, bool) and 1 <= batch <= rollout.MAX_BATCH_HOSTS
+    return isinstance(batch, str) and batch.endswith("%") and batch[:-1].isascii() and 1 <= int(batch[:-1]) <= 100
+
+
+_BATCH_TEXT = st.one_of(
+    st.text(),
+    st.text(alphabet=st.sampled_from("0123456789%, -+_.e²٣５\t\n"), max_size=30),
+    st.lists(st.one_of(st.integers(-3, 150).map(str), st.integers(0, 150).map("{}%".format)), max_size=5).map(",".join),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_BATCH_TEXT)
+def test_any_batches_text_parses_or_is_refused(text):
+    try:
+        batches = parse_batches(text, "--batches")
+    except RolloutError as refused:
+        assert str(refused).startswith("--batches")
+        return
+    assert batches and len(batches) <= rollout.MAX_BATCHES and all(_valid(b) for b in batches), batches
+    assert batch_sizes(7, batches)[0] >= 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(), st.integers(), st.floats(), st.none(), st.booleans()))
+def test_any_max_fail_parses_or_is_refused(value):
+    try:
+        number = parse_max_fail(value, "--max-fail")
+    except RolloutError as refused:
+        assert str(refused).startswith("--max-fail")
+        return
+    assert type(number) is int and 0 <= number <= 100
