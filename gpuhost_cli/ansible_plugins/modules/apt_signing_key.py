@@ -193,6 +193,7 @@ import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.gpuhost_atomic_file import make_parent_dirs, write_atomic
 from ansible.module_utils.urls import fetch_url
 
 
@@ -643,40 +644,10 @@ def sha256_hex(data):
 # Writing
 # ---------------------------------------------------------------------------
 
-def make_parent_dirs(path, dir_mode=0o755):
-    """Create the missing parent directories of `path` with `dir_mode`; return the created ones."""
-    parent = os.path.dirname(path)
-    missing = []
-    while parent and not os.path.isdir(parent):
-        missing.append(parent)
-        parent = os.path.dirname(parent)
-    created = []
-    for d in reversed(missing):
-        os.mkdir(d, dir_mode)
-        os.chmod(d, dir_mode)
-        created.append(d)
-    return created
-
-
 def write_keyring(dest, data, mode, owner=None):
     """Write `data` to `dest` atomically (temp file in the same directory, then rename)."""
     make_parent_dirs(dest)
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(dest), suffix=".tmp", dir=os.path.dirname(dest))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-            os.fchmod(f.fileno(), mode)
-            if owner is not None:
-                os.fchown(f.fileno(), owner[0], owner[1])
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomic(dest, data, mode, owner)
 
 
 def attributes_differ(dest, mode, owner=None):
