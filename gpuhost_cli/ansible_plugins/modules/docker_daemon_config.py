@@ -257,6 +257,11 @@ rollback_file:
   returned: when an existing file was replaced
   type: str
   sample: /etc/docker/.daemon.json.gpuhost-previous
+previous:
+  description: Mode (octal string), owner and group ids of the file that was replaced, for a rollback.
+  returned: when an existing file was replaced
+  type: dict
+  sample: {"mode": "0600", "uid": 0, "gid": 4}
 removed_temp_files:
   description: Temporary files of a killed run that were removed.
   returned: when not in check mode
@@ -449,8 +454,8 @@ def plan_config(path, settings, unit_paths=DEFAULT_UNIT_PATHS, allow_insecure=Fa
 
 def keep_previous(target, current, backup, backup_keep, now=None):
     """Keep the bytes being replaced, with their mode and owner; return what was made."""
-    kept = {}
     attrs = attributes(target)
+    kept = {"previous": {"mode": f"{attrs[0]:04o}", "uid": attrs[1], "gid": attrs[2]}}
     if backup:
         kept["backup_file"] = copy_preserving(current["raw"], backup_name(target, now), attrs)
         kept["rollback_file"] = kept["backup_file"]
