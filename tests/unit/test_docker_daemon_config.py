@@ -1,19 +1,22 @@
-"""Tests for the docker_daemon_config module (gpuhost_cli/ansible_plugins/modules)."""
+"""Tests for the docker_daemon_config module (gpuhost_cli/ansible_plugins/modules).
+
+The rules it shares with the role's preflight are tested on their own in test_daemon_json.py,
+test_daemon_schema.py, test_systemd_unit.py and test_atomic_file.py; here the module works on
+temporary files.
+"""
 
 import datetime
 import json
 import os
+import re
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from plugin_loader import MODULES_DIR, load_module
 from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
+from plugin_loader import ModuleFail, load_module, run_adhoc, run_main
 
-REPO = Path(__file__).resolve().parents[2]
-
+from gpuhost_cli.ansible_plugins.filter.docker_daemon import docker_daemon_settings_problems
 
 ddc = load_module('docker_daemon_config')
 Error = ddc.DaemonConfigError
@@ -28,6 +31,7 @@ NVIDIA_CTK_TEXT = (
     '    }\n'
     '}'
 )
+INSECURE_HINT = 'allow insecure settings (docker_daemon_allow_insecure: true)'
 
 
 def apply(path, settings, **kwargs):
@@ -48,9 +52,25 @@ def dir_listing(directory):
     return sorted(os.listdir(directory))
 
 
+def mode_of(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def did_you_mean(key):
+    """The suggestion in an unknown-key message, in either quote style."""
+    return re.compile('Did you mean ["\']%s["\']\\?' % re.escape(key))
+
+
 @pytest.fixture
 def daemon_json(tmp_path):
     return tmp_path / 'docker' / 'daemon.json'
+
+
+@pytest.fixture
+def umask_077():
+    old = os.umask(0o077)
+    yield
+    os.umask(old)
 
 
 # ---------------------------------------------------------------------------
@@ -109,24 +129,27 @@ def test_lists_are_replaced_not_merged(daemon_json):
 
 def test_key_order_kept_and_second_run_is_unchanged(daemon_json):
     daemon_json.parent.mkdir()
-    daemon_json.write_text('{"zeta": 1, "alpha": {"b": 1, "a": 2}, "mid": "x"}\n', encoding='utf-8')
-    first = apply(daemon_json, {'new-b': 'b', 'alpha': {'c': 3}, 'new-a': 'a'})
+    daemon_json.write_text('{"log-driver": "local", "log-opts": {"max-size": "10m", "max-file": "2"}, '
+                           '"data-root": "/srv"}\n', encoding='utf-8')
+    settings = {'labels': ['site=a'], 'log-opts': {'compress': 'true'}, 'debug': True}
+    first = apply(daemon_json, settings)
     assert first['changed'] is True
     text = daemon_json.read_text(encoding='utf-8')
-    assert list(json.loads(text)) == ['zeta', 'alpha', 'mid', 'new-b', 'new-a']
-    assert list(json.loads(text)['alpha']) == ['b', 'a', 'c']
+    assert list(json.loads(text)) == ['log-driver', 'log-opts', 'data-root', 'labels', 'debug']
+    assert list(json.loads(text)['log-opts']) == ['max-size', 'max-file', 'compress']
     assert text == ddc.format_config(first['config'])
-    assert text.endswith('}\n') and '\n    "zeta": 1,' in text
+    assert text.endswith('}\n') and '\n    "log-driver": "local",' in text
 
     first_bytes = daemon_json.read_bytes()
     first_mtime = daemon_json.stat().st_mtime_ns
-    second = apply(daemon_json, {'new-b': 'b', 'alpha': {'c': 3}, 'new-a': 'a'})
+    second = apply(daemon_json, settings)
     assert second['changed'] is False
     assert second['changed_keys'] == []
     assert second['reload_sufficient'] is False
     assert daemon_json.read_bytes() == first_bytes
     assert daemon_json.stat().st_mtime_ns == first_mtime
     assert 'backup_file' not in second
+    assert 'rollback_file' not in second
 
 
 @pytest.mark.parametrize('text', [
@@ -229,35 +252,54 @@ def test_bom_is_tolerated_and_dropped_on_write(daemon_json):
     assert not raw.startswith(b'\xef\xbb\xbf')
     assert json.loads(raw.decode('utf-8')) == {'data-root': '/srv/docker', 'debug': True}
     assert result['changed_keys'] == ['debug']
+    assert result['bom_removed'] is True
 
 
-def test_bom_file_with_equal_data_is_not_rewritten(daemon_json):
+def test_bom_file_with_equal_data_is_rewritten_without_the_bom(daemon_json):
     daemon_json.parent.mkdir()
     content = b'\xef\xbb\xbf{"debug": true}'
     daemon_json.write_bytes(content)
-    assert apply(daemon_json, {'debug': True})['changed'] is False
+    daemon_json.chmod(0o640)
+    result = apply(daemon_json, {'debug': True})
+    assert result['changed'] is True
+    assert result['bom_removed'] is True
+    assert result['changed_keys'] == []
+    assert result['reload_sufficient'] is False
+    assert any('byte-order mark' in w for w in result['warnings'])
+    assert daemon_json.read_bytes() == b'{"debug": true}'
+    assert mode_of(daemon_json) == 0o640
+    assert Path(result['rollback_file']).read_bytes() == content
+    again = apply(daemon_json, {'debug': True})
+    assert (again['changed'], again['bom_removed']) == (False, False)
+
+
+def test_bom_file_in_check_mode_is_reported_and_kept(daemon_json):
+    daemon_json.parent.mkdir()
+    content = b'\xef\xbb\xbf{"debug": true}'
+    daemon_json.write_bytes(content)
+    result = apply(daemon_json, {'debug': True}, check_mode=True)
+    assert (result['changed'], result['bom_removed']) == (True, True)
     assert daemon_json.read_bytes() == content
+    assert dir_listing(daemon_json.parent) == ['daemon.json']
 
 
-def test_missing_file_and_directory_are_created(tmp_path):
+def test_file_without_bom_reports_none_removed(daemon_json):
+    assert apply(daemon_json, {'debug': True})['bom_removed'] is False
+
+
+def test_missing_file_and_directory_are_created(tmp_path, umask_077):
     target = tmp_path / 'etc' / 'docker' / 'daemon.json'
     result = apply(target, {'live-restore': True})
     assert result['changed'] is True
+    assert result['existed'] is False
     assert read_json(target) == {'live-restore': True}
-    assert stat.S_IMODE(target.stat().st_mode) == 0o644
-    assert stat.S_IMODE(target.parent.stat().st_mode) == 0o755
+    assert mode_of(target) == 0o644
+    assert mode_of(target.parent) == 0o755
     assert 'backup_file' not in result
+    assert 'rollback_file' not in result
     assert result['diff']['before'] == ''
-
-
-def test_written_file_mode_is_0644(daemon_json):
-    daemon_json.parent.mkdir()
-    daemon_json.write_text('{}', encoding='utf-8')
-    daemon_json.chmod(0o600)
-    apply(daemon_json, {'debug': True}, backup=False)
-    assert stat.S_IMODE(daemon_json.stat().st_mode) == 0o644
     if os.geteuid() == 0:
-        assert (daemon_json.stat().st_uid, daemon_json.stat().st_gid) == (0, 0)
+        assert (target.stat().st_uid, target.stat().st_gid) == (0, 0)
 
 
 def test_duplicate_keys_warn(daemon_json):
@@ -273,7 +315,8 @@ def test_huge_file(daemon_json):
     labels = ['label%d=value%d' % (i, i) for i in range(5000)]
     nested = {'k%d' % i: {'inner': list(range(5)), 'name': 'n%d' % i} for i in range(3000)}
     write_json(daemon_json, {'labels': labels, 'x-vendor': nested})
-    result = apply(daemon_json, {'debug': True, 'x-vendor': {'k2999': {'name': 'changed'}}})
+    result = apply(daemon_json, {'debug': True, 'x-vendor': {'k2999': {'name': 'changed'}}},
+                   extra_keys=['x-vendor'])
     on_disk = read_json(daemon_json)
     assert on_disk['labels'] == labels
     assert on_disk['x-vendor']['k2999'] == {'inner': [0, 1, 2, 3, 4], 'name': 'changed'}
@@ -287,6 +330,7 @@ def test_symlinked_file_updates_target_and_keeps_link(tmp_path):
     real_dir.mkdir()
     real = real_dir / 'daemon.json'
     write_json(real, {'data-root': '/srv/docker'})
+    real.chmod(0o600)
     link_dir = tmp_path / 'etc-docker'
     link_dir.mkdir()
     link = link_dir / 'daemon.json'
@@ -296,6 +340,7 @@ def test_symlinked_file_updates_target_and_keeps_link(tmp_path):
     assert link.is_symlink()
     assert os.readlink(link) == os.path.relpath(real, link_dir)
     assert read_json(real) == {'data-root': '/srv/docker', 'debug': True}
+    assert mode_of(real) == 0o600
     assert result['is_symlink'] is True
     assert result['target'] == str(real)
     assert result['path'] == str(link)
@@ -314,48 +359,95 @@ def test_dangling_symlink_creates_the_target(tmp_path):
 
 
 # ---------------------------------------------------------------------------
-# Validation
+# Mode, owner and the copy kept for a rollback
+# ---------------------------------------------------------------------------
+
+def test_private_file_stays_private_and_so_does_its_backup(daemon_json, umask_077):
+    daemon_json.parent.mkdir()
+    daemon_json.write_text('{"proxies": {"http-proxy": "http://user:pw@proxy:3128"}}', encoding='utf-8')
+    daemon_json.chmod(0o600)
+    result = apply(daemon_json, {'debug': True})
+    assert result['changed'] is True
+    assert mode_of(daemon_json) == 0o600
+    assert mode_of(result['backup_file']) == 0o600
+    assert result['rollback_file'] == result['backup_file']
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='changing a file owner needs root')
+def test_owner_and_group_are_kept(daemon_json):
+    daemon_json.parent.mkdir()
+    daemon_json.write_text('{}', encoding='utf-8')
+    os.chown(daemon_json, 1234, 2345)
+    daemon_json.chmod(0o640)
+    result = apply(daemon_json, {'debug': True})
+    for path in (daemon_json, Path(result['backup_file'])):
+        st = path.stat()
+        assert (st.st_uid, st.st_gid, mode_of(path)) == (1234, 2345, 0o640)
+
+
+def test_without_backup_the_previous_bytes_are_kept_for_a_rollback(daemon_json):
+    daemon_json.parent.mkdir()
+    old = b'{ "data-root": "/srv/docker" }'
+    daemon_json.write_bytes(old)
+    daemon_json.chmod(0o640)
+    result = apply(daemon_json, {'debug': True}, backup=False)
+    assert result['existed'] is True
+    assert 'backup_file' not in result
+    rollback = Path(result['rollback_file'])
+    assert rollback == daemon_json.parent / '.daemon.json.gpuhost-previous'
+    assert rollback.read_bytes() == old
+    assert mode_of(rollback) == 0o640
+    assert (rollback.stat().st_uid, rollback.stat().st_gid) == (daemon_json.stat().st_uid, daemon_json.stat().st_gid)
+    assert dir_listing(daemon_json.parent) == ['.daemon.json.gpuhost-previous', 'daemon.json']
+
+
+def test_stale_rollback_copy_is_removed_by_the_next_real_run(daemon_json):
+    daemon_json.parent.mkdir()
+    write_json(daemon_json, {'debug': True})
+    stale = daemon_json.parent / '.daemon.json.gpuhost-previous'
+    stale.write_text('{"debug": "stale"}', encoding='utf-8')
+    assert apply(daemon_json, {'debug': True}, check_mode=True)['changed'] is False
+    assert stale.exists()
+    result = apply(daemon_json, {'debug': True})
+    assert result['changed'] is False
+    assert not stale.exists()
+    result = apply(daemon_json, {'debug': False}, backup=False)
+    assert json.loads(stale.read_text(encoding='utf-8')) == {'debug': True}
+    assert result['rollback_file'] == str(stale)
+
+
+def test_existed_is_reported(daemon_json):
+    assert apply(daemon_json, {'debug': True}, check_mode=True)['existed'] is False
+    assert apply(daemon_json, {'debug': True})['existed'] is False
+    assert apply(daemon_json, {'debug': True})['existed'] is True
+    assert apply(daemon_json, {'debug': False}, check_mode=True)['existed'] is True
+
+
+def test_no_backup_when_disabled_or_no_file(daemon_json):
+    result = apply(daemon_json, {'debug': True})
+    assert 'backup_file' not in result
+    result = apply(daemon_json, {'debug': False}, backup=False)
+    assert 'backup_file' not in result
+    assert not [name for name in dir_listing(daemon_json.parent) if name.endswith('.bak')]
+
+
+# ---------------------------------------------------------------------------
+# Validation on the host
 # ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize('settings,fragment', [
-    ({'registry-mirrors': ['http://mirror.example.com']},
-     "invalid value for 'registry-mirrors[0]': got \"http://mirror.example.com\", expected an https:// URL"),
-    ({'registry-mirrors': ['https://mirror.example.com/v2']}, "'registry-mirrors[0]'"),
-    ({'registry-mirrors': ['https://mirror.example.com/?x=1']}, "'registry-mirrors[0]'"),
-    ({'registry-mirrors': ['https://mirror.example.com#frag']}, "'registry-mirrors[0]'"),
-    ({'registry-mirrors': ['https://']}, "'registry-mirrors[0]'"),
-    ({'registry-mirrors': ['mirror.example.com']}, "'registry-mirrors[0]'"),
-    ({'registry-mirrors': 'https://mirror.example.com'},
-     "invalid value for 'registry-mirrors': got \"https://mirror.example.com\", expected a list of strings"),
-    ({'registry-mirrors': [5]}, "'registry-mirrors[0]': got 5, expected a string"),
+    ({'registry-mirrors': ['https://mirror.example.com/v2']},
+     "invalid value for 'registry-mirrors[0]': got \"https://mirror.example.com/v2\", expected an https:// URL"),
     ({'log-opts': {'max-file': 3}},
      "invalid value for 'log-opts.max-file': got 3, expected a string; dockerd accepts only strings "
      "in log-opts, quote it: \"3\""),
-    ({'log-opts': {'compress': True}}, 'quote it: "true"'),
-    ({'log-opts': ['max-size=10m']}, "invalid value for 'log-opts'"),
-    ({'runtimes': {'nvidia': {'args': []}}},
-     "invalid value for 'runtimes.nvidia.path': got null, expected a non-empty string"),
-    ({'runtimes': {'nvidia': {'path': ''}}}, "'runtimes.nvidia.path': got \"\""),
-    ({'runtimes': {'nvidia': {'path': 'x', 'runtimeArgs': '--debug'}}},
-     "'runtimes.nvidia.runtimeArgs': got \"--debug\", expected a list of strings"),
-    ({'runtimes': {'nvidia': 'nvidia-container-runtime'}}, "invalid value for 'runtimes.nvidia'"),
-    ({'runtimes': ['nvidia']}, "invalid value for 'runtimes'"),
     ({'default-runtime': 'nvidia'},
      "invalid value for 'default-runtime': got \"nvidia\", expected a runtime defined under \"runtimes\""),
-    ({'default-runtime': 7}, "invalid value for 'default-runtime': got 7, expected a string"),
     ({'live-restore': 'true'}, "invalid value for 'live-restore': got \"true\", expected a JSON boolean"),
-    ({'debug': 1}, "invalid value for 'debug': got 1, expected a JSON boolean"),
-    ({'max-concurrent-downloads': True}, "'max-concurrent-downloads': got true, expected an integer"),
-    ({'shutdown-timeout': '30'}, "'shutdown-timeout': got \"30\", expected an integer"),
-    ({'labels': 'a=b'}, "'labels': got \"a=b\", expected a list of strings"),
-    ({'labels': ['nolabel']}, "'labels[0]': got \"nolabel\", expected a \"key=value\" string"),
-    ({'dns': ['not-an-ip']}, "'dns[0]': got \"not-an-ip\", expected an IP address"),
-    ({'exec-opts': [1]}, "'exec-opts[0]': got 1, expected a string"),
-    ({'data-root': ['/srv']}, "'data-root': got [\"/srv\"], expected a string"),
-    ({'log-level': 'verbose'}, "'log-level': got \"verbose\", expected one of"),
     ({'hosts': 'unix:///var/run/docker.sock'}, "'hosts': got \"unix:///var/run/docker.sock\""),
+    ({'log-opt': {'max-size': '10m'}}, "'log-opt': it is not a daemon.json key dockerd knows"),
 ])
-def test_validation_rejects(daemon_json, settings, fragment):
+def test_validation_rejects_and_touches_nothing(daemon_json, settings, fragment):
     daemon_json.parent.mkdir()
     original = '{"debug": true}'
     daemon_json.write_text(original, encoding='utf-8')
@@ -363,53 +455,63 @@ def test_validation_rejects(daemon_json, settings, fragment):
         apply(daemon_json, settings)
     assert fragment in str(info.value)
     assert str(info.value).startswith('docker_daemon: ')
-    assert info.value.details['errors']
+    assert info.value.details['errors'] == [str(info.value)]
     assert daemon_json.read_text(encoding='utf-8') == original
     assert dir_listing(daemon_json.parent) == ['daemon.json']
 
 
-def test_validation_reports_every_problem():
-    with pytest.raises(Error) as info:
-        ddc.validate_config({'debug': 'yes', 'log-opts': {'max-file': 3}, 'registry-mirrors': ['http://x']})
-    assert len(info.value.details['errors']) == 3
-    assert len(str(info.value).splitlines()) == 3
-
-
-def test_existing_invalid_value_is_reported_even_when_not_managed(daemon_json):
+def test_existing_invalid_value_is_a_warning_when_not_managed(daemon_json):
     daemon_json.parent.mkdir()
     write_json(daemon_json, {'log-opts': {'max-file': 3}})
-    with pytest.raises(Error, match='quote it'):
-        apply(daemon_json, {'debug': True})
+    result = apply(daemon_json, {'debug': True})
+    assert result['changed'] is True
+    assert read_json(daemon_json) == {'log-opts': {'max-file': 3}, 'debug': True}
+    assert [w for w in result['warnings'] if 'quote it' in w and 'gpuhost does not manage this key' in w]
     # and the role can repair it by managing the key
-    apply(daemon_json, {'log-opts': {'max-file': '3'}})
-    assert read_json(daemon_json) == {'log-opts': {'max-file': '3'}}
+    result = apply(daemon_json, {'log-opts': {'max-file': '3'}})
+    assert read_json(daemon_json) == {'log-opts': {'max-file': '3'}, 'debug': True}
+    assert result['warnings'] == []
 
 
-@pytest.mark.parametrize('settings', [
-    {'registry-mirrors': ['https://mirror.example.com', 'https://mirror.example.com:5000/',
-                          'https://[2001:db8::1]:443']},
-    {'runtimes': {'nvidia': {'args': [], 'path': 'nvidia-container-runtime'}}, 'default-runtime': 'nvidia'},
-    {'runtimes': {'nvidia': {'path': '/usr/bin/nvidia-container-runtime', 'runtimeArgs': ['--debug']}}},
-    {'runtimes': {'gvisor': {'runtimeType': 'io.containerd.runsc.v1', 'options': {'TypeUrl': 'x'}}}},
-    {'default-runtime': 'runc'},
-    {'default-runtime': 'io.containerd.runc.v2'},
-    {'log-opts': {'max-file': '3', 'max-size': '100m'}},
-    {'hosts': ['unix:///var/run/docker.sock', 'fd://']},
-    {'hosts': ['tcp://0.0.0.0:2376'], 'tlsverify': True, 'tlscacert': '/etc/docker/ca.pem',
-     'tlscert': '/etc/docker/cert.pem', 'tlskey': '/etc/docker/key.pem'},
-    {'insecure-registries': []},
-    {'dns': ['1.1.1.1', '2606:4700:4700::1111'], 'labels': ['a=b'], 'max-concurrent-downloads': 6,
-     'live-restore': True, 'log-level': 'warn', 'x-unknown': {'anything': [1, None]}},
-], ids=lambda s: ','.join(s))
-def test_validation_accepts(settings):
-    assert ddc.validate_config(ddc.merge_settings({}, settings)) == []
+def test_host_only_invalid_value_warns_and_the_same_in_settings_fails(daemon_json):
+    daemon_json.parent.mkdir()
+    write_json(daemon_json, {'debug': 'yes'})
+    result = apply(daemon_json, {'live-restore': True})
+    assert result['changed'] is True
+    assert read_json(daemon_json) == {'debug': 'yes', 'live-restore': True}
+    assert len(result['warnings']) == 1
+    assert "invalid value for 'debug': got \"yes\"" in result['warnings'][0]
+    with pytest.raises(Error, match="invalid value for 'debug': got \"yes\""):
+        apply(daemon_json, {'debug': 'yes'})
+
+
+def test_host_only_http_mirror_is_a_warning(daemon_json):
+    daemon_json.parent.mkdir()
+    write_json(daemon_json, {'registry-mirrors': ['http://mirror.local'], 'data-root': '/srv/docker'})
+    result = apply(daemon_json, {'debug': True, 'log-driver': 'local'})
+    assert result['changed'] is True
+    assert read_json(daemon_json)['registry-mirrors'] == ['http://mirror.local']
+    assert result['warnings'] == ["docker_daemon: 'registry-mirrors[0]' is \"http://mirror.local\": it is plain "
+                                  "http: images come without TLS."]
+
+
+def test_http_mirror_in_settings_needs_allow_insecure(daemon_json):
+    with pytest.raises(Error) as info:
+        apply(daemon_json, {'registry-mirrors': ['http://mirror.local']})
+    assert str(info.value) == ("docker_daemon: 'registry-mirrors[0]' is \"http://mirror.local\": it is plain http: "
+                               "images come without TLS. Use an https mirror, or %s to accept it." % INSECURE_HINT)
+    assert not daemon_json.exists()
+    result = apply(daemon_json, {'registry-mirrors': ['http://mirror.local']}, allow_insecure=True)
+    assert read_json(daemon_json) == {'registry-mirrors': ['http://mirror.local']}
+    assert result['warnings'] == ["docker_daemon: 'registry-mirrors[0]' is \"http://mirror.local\": it is plain "
+                                  "http: images come without TLS (accepted because insecure settings are allowed)."]
 
 
 def test_insecure_registries_refused_without_allow_insecure(daemon_json):
     with pytest.raises(Error) as info:
         apply(daemon_json, {'insecure-registries': ['registry.local:5000']})
-    assert "'insecure-registries' is set to [\"registry.local:5000\"]" in str(info.value)
-    assert 'allow_insecure=true' in str(info.value)
+    assert "'insecure-registries' is [\"registry.local:5000\"]" in str(info.value)
+    assert INSECURE_HINT in str(info.value)
     assert not daemon_json.exists()
 
 
@@ -421,25 +523,129 @@ def test_insecure_registries_warned_with_allow_insecure(daemon_json):
     assert 'insecure-registries' in result['warnings'][0]
 
 
-@pytest.mark.parametrize('extra', [{}, {'tls': True}, {'tlsverify': False}])
-def test_tcp_host_without_tlsverify_refused(daemon_json, extra):
-    settings = dict({'hosts': ['unix:///var/run/docker.sock', 'tcp://0.0.0.0:2375']}, **extra)
-    with pytest.raises(Error, match="'hosts' contains \\[\"tcp://0.0.0.0:2375\"\\] but 'tlsverify' is not true"):
+TCP_ENTRIES = ['0.0.0.0:2375', ':2375', '127.0.0.1:2375', 'TCP://x:2375', 'tcp://0.0.0.0:2375',
+               'ssh://admin@gpu-host']
+
+
+@pytest.mark.parametrize('entry', TCP_ENTRIES)
+@pytest.mark.parametrize('extra', [{}, {'tls': True}, {'tlsverify': False}], ids=['plain', 'tls', 'tlsverify-false'])
+def test_tcp_host_without_tlsverify_refused(daemon_json, entry, extra):
+    settings = dict({'hosts': ['unix:///var/run/docker.sock', entry]}, **extra)
+    with pytest.raises(Error) as info:
         apply(daemon_json, settings)
+    assert ("'hosts' has [\"%s\"], a TCP socket without tlsverify: anyone who can reach it gets root on this host"
+            % entry) in str(info.value)
+    assert not daemon_json.exists()
     result = apply(daemon_json, settings, allow_insecure=True)
     assert result['changed'] is True
-    assert any('tcp://0.0.0.0:2375' in w for w in result['warnings'])
+    assert [w for w in result['warnings'] if entry in w and 'accepted because insecure settings are allowed' in w]
 
 
-def test_settings_must_serialize():
-    with pytest.raises(Error, match='settings cannot be written as JSON'):
-        ddc.normalize_settings({'mtu': float('nan')})
-    with pytest.raises(Error, match='settings cannot be written as JSON'):
-        ddc.normalize_settings({'x': object()})
+@pytest.mark.parametrize('hosts', [['unix:///var/run/docker.sock'], ['fd://'], ['unix:///run/docker.sock', 'fd://']])
+def test_local_sockets_are_fine(daemon_json, hosts):
+    result = apply(daemon_json, {'hosts': hosts})
+    assert result['changed'] is True
+    assert result['warnings'] == []
+
+
+@pytest.mark.parametrize('entry', TCP_ENTRIES)
+def test_tcp_host_with_tlsverify_is_fine(daemon_json, entry):
+    result = apply(daemon_json, {'hosts': [entry], 'tlsverify': True, 'tlscacert': '/etc/docker/ca.pem'})
+    assert result['warnings'] == []
+    # tlsverify already on the host counts too
+    assert apply(daemon_json, {'hosts': [entry, 'fd://']})['warnings'] == []
+
+
+@pytest.mark.parametrize('entry', ['tcp://0.0.0.0:2376', '0.0.0.0:2376'])
+@pytest.mark.parametrize('flag,accepted', [
+    ('--tlsverify', True), ('--tlsverify=true', True), ('--tlsverify=false', False), ('--tls', False)])
+def test_tlsverify_flag_in_the_unit_counts_for_tcp_hosts(daemon_json, tmp_path, entry, flag, accepted):
+    unit = tmp_path / 'docker.service'
+    unit.write_text('[Service]\nExecStart=/usr/bin/dockerd %s --tlscacert=/etc/docker/ca.pem\n' % flag,
+                    encoding='utf-8')
+    if accepted:
+        result = apply(daemon_json, {'hosts': [entry]}, unit_paths=[str(unit)])
+        assert result['changed'] is True
+        assert result['warnings'] == []
+    else:
+        with pytest.raises(Error, match='a TCP socket without tlsverify'):
+            apply(daemon_json, {'hosts': [entry]}, unit_paths=[str(unit)])
+
+
+@pytest.mark.parametrize('key,value,suggestion', [
+    ('log-opt', {'max-size': '10m'}, 'log-opts'),
+    ('Debug', True, 'debug'),
+    ('registry-mirror', ['https://mirror.example.com'], 'registry-mirrors'),
+])
+def test_misspelt_key_is_refused_unless_listed_as_extra(daemon_json, key, value, suggestion):
+    with pytest.raises(Error) as info:
+        apply(daemon_json, {key: value})
+    assert did_you_mean(suggestion).search(str(info.value))
+    assert 'docker_daemon_extra_keys' in str(info.value)
+    assert not daemon_json.exists()
+    result = apply(daemon_json, {key: value}, extra_keys=[key])
+    assert result['changed'] is True
+    assert read_json(daemon_json) == {key: value}
+
+
+def test_unknown_keys_only_the_host_has_are_kept(daemon_json):
+    daemon_json.parent.mkdir()
+    write_json(daemon_json, {'x-vendor': {'a': [1, None]}, 'log-opt': 'x'})
+    result = apply(daemon_json, {'debug': True})
+    assert result['changed'] is True
+    assert result['warnings'] == []
+    assert read_json(daemon_json) == {'x-vendor': {'a': [1, None]}, 'log-opt': 'x', 'debug': True}
+    # and gpuhost may remove one
+    apply(daemon_json, {'log-opt': None})
+    assert read_json(daemon_json) == {'x-vendor': {'a': [1, None]}, 'debug': True}
+
+
+# The preflight (the role's filter) and the module must judge every mirror the same way.
+MIRROR_CASES = [
+    ('https://user:pw@mirror.example.com', 'refused'),
+    ('HTTPS://mirror.example.com', 'accepted'),
+    ('https://mirror.example.com:99999', 'refused'),
+    ('https://mirror.example.com:443', 'accepted'),
+    ('https://mirror.example.com/', 'accepted'),
+    ('https://mirror.example.com/path', 'refused'),
+    ('https://mirror.example.com?x', 'refused'),
+    ('https://mirror.example.com#f', 'refused'),
+    ('https://mirror.example.com\n', 'refused'),
+    (' https://mirror.example.com', 'refused'),
+    ('https://mirror .example.com', 'refused'),
+    ('http://mirror.example.com', 'insecure'),
+    ('ftp://mirror.example.com', 'refused'),
+    ('https://', 'refused'),
+    ('', 'refused'),
+]
+
+
+@pytest.mark.parametrize('allow_insecure', [False, True], ids=['strict', 'allow-insecure'])
+@pytest.mark.parametrize('url,outcome', MIRROR_CASES, ids=[repr(url) for url, _ in MIRROR_CASES])
+def test_preflight_and_module_judge_mirrors_alike(tmp_path, url, outcome, allow_insecure):
+    expected = outcome == 'accepted' or (outcome == 'insecure' and allow_insecure)
+    settings = {'registry-mirrors': [url]}
+
+    preflight = docker_daemon_settings_problems(settings, allow_insecure)
+    preflight_accepts = preflight['errors'] == []
+
+    target = tmp_path / 'daemon.json'
+    try:
+        result = apply(target, settings, allow_insecure=allow_insecure)
+    except Error as exc:
+        module_accepts, module_warnings = False, []
+        assert 'registry-mirrors[0]' in str(exc)
+    else:
+        module_accepts, module_warnings = True, result['warnings']
+        assert read_json(target) == settings
+
+    assert (preflight_accepts, module_accepts) == (expected, expected)
+    if expected and outcome == 'insecure':
+        assert len(preflight['warnings']) == 1 and len(module_warnings) == 1
 
 
 # ---------------------------------------------------------------------------
-# Unit file scanning and conflicts
+# Unit file flags through the module
 # ---------------------------------------------------------------------------
 
 STOCK_UNIT = """\
@@ -510,6 +716,31 @@ def test_dropin_with_reset_and_continuation_conflicts(daemon_json, units):
         apply(daemon_json, {'debug': True}, unit_paths=units['paths'])
 
 
+def test_shell_wrapped_dockerd_flag_conflicts(daemon_json, tmp_path):
+    unit = tmp_path / 'docker.service'
+    unit.write_text('[Service]\nExecStart=/bin/sh -c "exec /usr/bin/dockerd --registry-mirror=https://x"\n',
+                    encoding='utf-8')
+    daemon_json.parent.mkdir()
+    write_json(daemon_json, {'registry-mirrors': ['https://mirror.example.com']})
+    with pytest.raises(Error) as info:
+        apply(daemon_json, {'debug': True}, unit_paths=[str(unit)])
+    assert info.value.details['conflicts'] == [
+        {'key': 'registry-mirrors', 'flag': '--registry-mirror', 'unit_file': str(unit)}]
+    assert read_json(daemon_json) == {'registry-mirrors': ['https://mirror.example.com']}
+
+
+def test_tlsverify_flag_then_hosts_flag_conflicts_on_hosts_only(daemon_json, tmp_path):
+    unit = tmp_path / 'docker.service'
+    unit.write_text('[Service]\nExecStart=/usr/bin/dockerd --tlsverify -H tcp://0.0.0.0:2376 '
+                    '--tlscacert=/etc/docker/ca.pem --tlscert=/etc/docker/cert.pem --tlskey=/etc/docker/key.pem\n',
+                    encoding='utf-8')
+    with pytest.raises(Error) as info:
+        apply(daemon_json, {'hosts': ['tcp://0.0.0.0:2376']}, unit_paths=[str(unit)])
+    assert info.value.details['conflicts'] == [{'key': 'hosts', 'flag': '-H', 'unit_file': str(unit)}]
+    assert 'errors' not in info.value.details
+    assert len(str(info.value).splitlines()) == 1
+
+
 def test_reset_drops_flags_of_earlier_exec_start(daemon_json, units):
     units['lib'].write_text(STOCK_UNIT.replace('-H fd://', '-H fd:// --log-level debug'), encoding='utf-8')
     with pytest.raises(Error, match="'log-level' is set in daemon.json and as flag '--log-level'"):
@@ -526,83 +757,6 @@ def test_etc_unit_overrides_lib_unit(daemon_json, units, tmp_path):
     assert apply(daemon_json, {'hosts': ['fd://']}, unit_paths=paths)['changed'] is True
     with pytest.raises(Error, match="as flag '-H'"):
         apply(daemon_json, {'hosts': ['fd://']}, unit_paths=[str(etc_unit), str(units['lib'])])
-
-
-def test_dropins_apply_in_name_order_across_directories(tmp_path):
-    first = tmp_path / 'etc'
-    second = tmp_path / 'run'
-    first.mkdir()
-    second.mkdir()
-    (second / '10-start.conf').write_text('[Service]\nExecStart=/usr/bin/dockerd --debug\n', encoding='utf-8')
-    (first / '20-reset.conf').write_text('[Service]\nExecStart=\n', encoding='utf-8')
-    assert ddc.effective_exec_start([str(first), str(second)]) == []
-    (first / '10-start.conf').write_text('[Service]\nExecStart=/usr/bin/dockerd -D\n', encoding='utf-8')
-    (first / '20-reset.conf').unlink()
-    assert ddc.effective_exec_start([str(first), str(second)]) == [
-        (str(first / '10-start.conf'), '/usr/bin/dockerd -D')]
-
-
-def test_non_service_sections_and_other_keys_are_ignored():
-    text = ('[Unit]\nExecStart=/usr/bin/dockerd --debug\n[Service]\nExecStartPre=/usr/bin/dockerd -D\n'
-            'ExecStart = /usr/bin/dockerd --label a=b\n[Install]\nWantedBy=multi-user.target\n')
-    assert ddc.exec_start_entries(text) == ['/usr/bin/dockerd --label a=b']
-
-
-def test_continuation_skips_comment_lines():
-    text = '[Service]\nExecStart=/usr/bin/dockerd \\\n# a comment\n  --debug \\\n  --label a=b\n'
-    assert ddc.exec_start_entries(text) == ['/usr/bin/dockerd --debug --label a=b']
-
-
-@pytest.mark.parametrize('command,expected', [
-    ('/usr/bin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock',
-     [('-H', 'H', 'fd://'), ('--containerd', 'containerd', '/run/containerd/containerd.sock')]),
-    ('-/usr/bin/dockerd -Hfd:// -Dl debug',
-     [('-H', 'H', 'fd://'), ('-D', 'D', None), ('-l', 'l', 'debug')]),
-    ('/usr/bin/dockerd --log-opt max-size=10m --tlsverify --tlscacert /x',
-     [('--log-opt', 'log-opt', 'max-size=10m'), ('--tlsverify', 'tlsverify', None),
-      ('--tlscacert', 'tlscacert', '/x')]),
-    ('/usr/bin/env dockerd "--label=a b"', [('--label', 'label', 'a b')]),
-    ('@/usr/bin/dockerd dockerd --debug', [('--debug', 'debug', None)]),
-    ('/usr/bin/dockerd -- --debug', []),
-    ('/usr/local/bin/start-docker.sh --debug', None),
-    ('', None),
-])
-def test_dockerd_flags(command, expected):
-    assert ddc.dockerd_flags(command) == expected
-
-
-@pytest.mark.parametrize('name,keys', [
-    ('H', (('hosts',),)), ('host', (('hosts',),)), ('registry-mirror', (('registry-mirrors',),)),
-    ('default-runtime', (('default-runtime',),)), ('log-driver', (('log-driver',),)),
-    ('log-opt', (('log-opts',),)), ('s', (('storage-driver',),)), ('storage-driver', (('storage-driver',),)),
-    ('g', (('data-root',), ('graph',))), ('data-root', (('data-root',), ('graph',))),
-    ('insecure-registry', (('insecure-registries',),)), ('live-restore', (('live-restore',),)),
-    ('D', (('debug',),)), ('debug', (('debug',),)), ('add-runtime', (('runtimes',),)),
-    ('exec-opt', (('exec-opts',),)), ('label', (('labels',),)), ('dns', (('dns',),)),
-    ('l', (('log-level',),)), ('log-level', (('log-level',),)), ('tls', (('tls',),)),
-    ('tlsverify', (('tlsverify',),)), ('tlscert', (('tlscert',),)), ('userns-remap', (('userns-remap',),)),
-    ('http-proxy', (('proxies', 'http-proxy'),)),
-    ('config-file', ()), ('validate', ()), ('x', ()),
-])
-def test_flag_keys(name, keys):
-    assert ddc.flag_keys(name) == keys
-
-
-def test_nested_proxy_conflict(tmp_path):
-    unit = tmp_path / 'docker.service'
-    unit.write_text('[Service]\nExecStart=/usr/bin/dockerd --http-proxy=http://proxy:3128\n', encoding='utf-8')
-    assert ddc.find_conflicts({'proxies': {'no-proxy': 'localhost'}}, [str(unit)])[0] == []
-    conflicts, _ = ddc.find_conflicts({'proxies': {'http-proxy': 'http://p:1'}}, [str(unit)])
-    assert [(c['key'], c['flag']) for c in conflicts] == [('proxies.http-proxy', '--http-proxy')]
-
-
-def test_every_conflict_is_reported(tmp_path):
-    unit = tmp_path / 'docker.service'
-    unit.write_text('[Service]\nExecStart=/usr/bin/dockerd -H fd:// --debug --data-root=/srv\n', encoding='utf-8')
-    with pytest.raises(Error) as info:
-        ddc.check_conflicts({'hosts': ['fd://'], 'debug': True, 'data-root': '/srv'}, [str(unit)], '/x')
-    assert [c['key'] for c in info.value.details['conflicts']] == ['hosts', 'debug', 'data-root']
-    assert len(str(info.value).splitlines()) == 3
 
 
 def test_other_config_file_in_unit_warns(daemon_json, tmp_path):
@@ -666,36 +820,6 @@ def test_flags_in_environment_directive_conflict(daemon_json, tmp_path):
     assert apply(daemon_json, {'debug': True}, unit_paths=[str(unit), str(dropins)])['changed'] is True
 
 
-def test_environment_file_wins_over_environment(tmp_path):
-    env_file = tmp_path / 'env'
-    env_file.write_text('OPTS=--debug\n', encoding='utf-8')
-    unit = tmp_path / 'docker.service'
-    unit.write_text('[Service]\nEnvironmentFile=%s\nEnvironment=OPTS=--label=a=b\n'
-                    'ExecStart=/usr/bin/dockerd ${OPTS}\n' % env_file, encoding='utf-8')
-    commands, environment = ddc.effective_service([str(unit)])
-    assert environment == {'OPTS': ('--debug', str(env_file))}
-    conflicts, _ = ddc.find_conflicts({'debug': True, 'labels': ['a=b']}, [str(unit)])
-    assert [c['key'] for c in conflicts] == ['debug']
-
-
-@pytest.mark.parametrize('command,names', [
-    ('/usr/sbin/dockerd $DOCKER_OPTS', ['DOCKER_OPTS']),
-    ('/usr/sbin/dockerd ${A} --x=$B_2 $A $', ['A', 'B_2']),
-    ('/usr/sbin/dockerd --debug', []),
-    ('/usr/sbin/dockerd ${unclosed', []),
-])
-def test_referenced_variables(command, names):
-    assert ddc.referenced_variables(command) == names
-
-
-def test_read_environment_file(tmp_path):
-    env_file = tmp_path / 'env'
-    env_file.write_text('A="one two"\n# B=x\nexport C=3\nnot a line\nD=\'q\' # note\nE=a \\\n  b\n',
-                        encoding='utf-8')
-    assert ddc.read_environment_file(str(env_file)) == {'A': 'one two', 'C': '3', 'D': 'q', 'E': 'a b'}
-    assert ddc.read_environment_file(str(tmp_path / 'missing')) == {}
-
-
 def test_missing_unit_paths_are_fine(daemon_json, tmp_path):
     result = apply(daemon_json, {'hosts': ['fd://']},
                    unit_paths=[str(tmp_path / 'nope.service'), str(tmp_path / 'nope.d')])
@@ -703,25 +827,8 @@ def test_missing_unit_paths_are_fine(daemon_json, tmp_path):
 
 
 # ---------------------------------------------------------------------------
-# Reload classification
+# Reload and live-restore in the result
 # ---------------------------------------------------------------------------
-
-@pytest.mark.parametrize('keys,expected', [
-    ([], False),
-    (['debug'], True),
-    (['runtimes', 'default-runtime'], True),
-    (['registry-mirrors', 'insecure-registries', 'live-restore', 'labels', 'shutdown-timeout',
-      'max-concurrent-downloads', 'max-concurrent-uploads', 'max-download-attempts',
-      'authorization-plugins'], True),
-    (['runtimes', 'log-opts'], False),
-    (['data-root'], False),
-    (['features'], False),
-    (['hosts'], False),
-    (iter(['debug']), True),
-])
-def test_classify_reload(keys, expected):
-    assert ddc.classify_reload(keys) is expected
-
 
 def test_reload_sufficient_in_result(daemon_json):
     result = apply(daemon_json, {'runtimes': {'nvidia': {'path': 'nvidia-container-runtime'}},
@@ -732,8 +839,14 @@ def test_reload_sufficient_in_result(daemon_json):
     assert result['reload_sufficient'] is False
 
 
+def test_live_restore_unsafe_keys_in_result(daemon_json):
+    result = apply(daemon_json, {'data-root': '/srv/docker', 'bip': '10.99.0.1/24', 'debug': True})
+    assert result['live_restore_unsafe_keys'] == ['bip', 'data-root']
+    assert apply(daemon_json, {'debug': False})['live_restore_unsafe_keys'] == []
+
+
 # ---------------------------------------------------------------------------
-# Property tests
+# Property test
 # ---------------------------------------------------------------------------
 
 KEYS = st.text(alphabet='abcdefgh-', min_size=1, max_size=4)
@@ -745,66 +858,6 @@ JSON_VALUES = st.recursive(
     max_leaves=20,
 )
 JSON_OBJECTS = st.dictionaries(KEYS, JSON_VALUES, max_size=6)
-PROPERTY = hyp_settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-@PROPERTY
-@given(existing=JSON_OBJECTS, settings=JSON_OBJECTS)
-def test_property_keys_not_in_settings_are_kept(existing, settings):
-    merged = ddc.merge_settings(existing, settings)
-    for key, value in existing.items():
-        if key not in settings:
-            assert key in merged
-            assert ddc.canonical_json(merged[key]) == ddc.canonical_json(value)
-
-
-@PROPERTY
-@given(existing=JSON_OBJECTS, settings=JSON_OBJECTS)
-def test_property_settings_win(existing, settings):
-    merged = ddc.merge_settings(existing, settings)
-    for key, value in settings.items():
-        if value is None:
-            assert key not in merged
-        elif not isinstance(value, dict):
-            assert ddc.canonical_json(merged[key]) == ddc.canonical_json(value)
-        else:
-            assert isinstance(merged[key], dict)
-
-
-@PROPERTY
-@given(existing=JSON_OBJECTS, settings=JSON_OBJECTS)
-def test_property_merge_is_idempotent(existing, settings):
-    once = ddc.merge_settings(existing, settings)
-    twice = ddc.merge_settings(once, settings)
-    assert ddc.canonical_json(once) == ddc.canonical_json(twice)
-    assert list(once) == list(twice)
-    assert ddc.changed_keys(once, twice) == []
-
-
-@PROPERTY
-@given(existing=JSON_OBJECTS, settings=JSON_OBJECTS)
-def test_property_merge_does_not_mutate_inputs(existing, settings):
-    before = (ddc.canonical_json(existing), ddc.canonical_json(settings))
-    ddc.merge_settings(existing, settings)
-    assert (ddc.canonical_json(existing), ddc.canonical_json(settings)) == before
-
-
-@PROPERTY
-@given(existing=JSON_OBJECTS, settings=JSON_OBJECTS)
-def test_property_existing_key_order_kept(existing, settings):
-    merged = ddc.merge_settings(existing, settings)
-    kept = [k for k in existing if k in merged]
-    assert list(merged)[:len(kept)] == kept
-
-
-@PROPERTY
-@given(data=JSON_OBJECTS)
-def test_property_format_round_trips(data):
-    text = ddc.format_config(data)
-    parsed, duplicates = ddc.parse_config_text(text, 'x')
-    assert ddc.config_equal(parsed, data)
-    assert list(parsed) == list(data)
-    assert duplicates == []
 
 
 @hyp_settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -812,16 +865,16 @@ def test_property_format_round_trips(data):
 def test_property_apply_twice_is_stable(tmp_path_factory, existing, settings):
     path = tmp_path_factory.mktemp('prop') / 'daemon.json'
     path.write_text(json.dumps(existing), encoding='utf-8')
-    first = apply(path, settings, backup=False)
+    first = apply(path, settings, backup=False, extra_keys=list(settings))
     content = path.read_bytes()
-    second = apply(path, settings, backup=False)
+    second = apply(path, settings, backup=False, extra_keys=list(settings))
     assert second['changed'] is False
     assert path.read_bytes() == content
     assert ddc.config_equal(read_json(path), first['config'])
 
 
 # ---------------------------------------------------------------------------
-# Backup, check mode, dockerd validation
+# Backups, temporary files, check mode, dockerd validation
 # ---------------------------------------------------------------------------
 
 def test_backup_keeps_old_content(daemon_json):
@@ -831,6 +884,7 @@ def test_backup_keeps_old_content(daemon_json):
     now = datetime.datetime(2024, 5, 6, 7, 8, 9)
     result = apply(daemon_json, {'debug': True}, now=now)
     assert result['backup_file'] == '%s.20240506T070809.bak' % daemon_json
+    assert result['rollback_file'] == result['backup_file']
     assert Path(result['backup_file']).read_text(encoding='utf-8') == old
     # a second backup in the same second does not overwrite the first
     result2 = apply(daemon_json, {'debug': False}, now=now)
@@ -839,12 +893,67 @@ def test_backup_keeps_old_content(daemon_json):
     assert json.loads(Path(result2['backup_file']).read_text(encoding='utf-8'))['debug'] is True
 
 
-def test_no_backup_when_disabled_or_no_file(daemon_json):
+def make_backups(daemon_json, count, backup_keep, start=datetime.datetime(2024, 1, 1)):
+    results = []
+    for day in range(count):
+        results.append(apply(daemon_json, {'labels': ['run=%d' % day]}, backup_keep=backup_keep,
+                             now=start + datetime.timedelta(days=day)))
+    return results
+
+
+def backups(daemon_json):
+    return sorted(str(daemon_json.parent / n) for n in os.listdir(daemon_json.parent) if n.endswith('.bak'))
+
+
+def test_backup_rotation_keeps_the_newest(daemon_json):
+    daemon_json.parent.mkdir()
+    write_json(daemon_json, {'debug': True})
+    results = make_backups(daemon_json, 7, backup_keep=5)
+    made = [r['backup_file'] for r in results]
+    assert backups(daemon_json) == made[2:]
+    assert results[5]['removed_backups'] == [made[0]]
+    assert results[6]['removed_backups'] == [made[1]]
+    assert results[4].get('removed_backups', []) == []
+    assert Path(made[-1]).exists() and Path(results[-1]['rollback_file']).exists()
+
+
+def test_backup_keep_zero_keeps_every_backup(daemon_json):
+    daemon_json.parent.mkdir()
+    write_json(daemon_json, {'debug': True})
+    results = make_backups(daemon_json, 7, backup_keep=0)
+    assert backups(daemon_json) == [r['backup_file'] for r in results]
+    assert not any(r.get('removed_backups') for r in results)
+
+
+def test_backup_rotation_never_removes_the_backup_just_made(daemon_json):
+    # Backups stamped by a clock that ran ahead (before NTP set it right) sort after the
+    # new one; the copy this run keeps for a rollback must survive the rotation anyway.
+    daemon_json.parent.mkdir()
+    write_json(daemon_json, {'debug': True})
+    make_backups(daemon_json, 5, backup_keep=5, start=datetime.datetime(2030, 1, 1))
+    result = apply(daemon_json, {'labels': ['run=late']}, backup_keep=5, now=datetime.datetime(2024, 1, 1))
+    assert Path(result['rollback_file']).exists()
+    assert json.loads(Path(result['rollback_file']).read_text(encoding='utf-8'))['labels'] == ['run=4']
+
+
+def test_orphaned_temp_files_are_removed_by_a_real_run(daemon_json):
+    daemon_json.parent.mkdir()
+    write_json(daemon_json, {'debug': True})
+    orphans = [daemon_json.parent / '.daemon.json.k1ll3d.tmp', daemon_json.parent / '.daemon.json.abcdef.tmp']
+    for orphan in orphans:
+        orphan.write_text('{"debug": fal', encoding='utf-8')
+    checked = apply(daemon_json, {'debug': False}, check_mode=True)
+    assert 'removed_temp_files' not in checked
+    assert all(orphan.exists() for orphan in orphans)
     result = apply(daemon_json, {'debug': True})
-    assert 'backup_file' not in result
-    result = apply(daemon_json, {'debug': False}, backup=False)
-    assert 'backup_file' not in result
+    assert result['changed'] is False
+    assert result['removed_temp_files'] == sorted(str(o) for o in orphans)
     assert dir_listing(daemon_json.parent) == ['daemon.json']
+    orphans[0].write_text('x', encoding='utf-8')
+    result = apply(daemon_json, {'debug': False})
+    assert result['removed_temp_files'] == [str(orphans[0])]
+    assert not orphans[0].exists()
+    assert apply(daemon_json, {'debug': False})['removed_temp_files'] == []
 
 
 def test_check_mode_writes_nothing(daemon_json):
@@ -858,6 +967,7 @@ def test_check_mode_writes_nothing(daemon_json):
     assert result['diff']['after'] == '{\n    "data-root": "/srv/docker",\n    "debug": true\n}\n'
     assert result['diff']['before'] == original
     assert 'backup_file' not in result
+    assert 'rollback_file' not in result
     assert daemon_json.read_text(encoding='utf-8') == original
     assert dir_listing(daemon_json.parent) == ['daemon.json']
 
@@ -881,6 +991,37 @@ def fake_dockerd(tmp_path, help_text, rc, message):
         encoding='utf-8')
     script.chmod(0o755)
     return str(script)
+
+
+def recording_validator(tmp_path):
+    """A validate command that records the file it gets, its directory and their modes."""
+    record = tmp_path / 'record'
+    script = tmp_path / 'validate'
+    script.write_text(
+        '#!/bin/sh\n'
+        'f="$1"\n'
+        '{ echo "$f"; stat -c %%a "$f"; stat -c %%a "$(dirname "$f")"; ls -A "$(dirname "$f")"; cat "$f"; } > "%s"\n'
+        % record, encoding='utf-8')
+    script.chmod(0o755)
+    return [str(script)], record
+
+
+def test_check_mode_validates_a_private_copy(daemon_json, tmp_path):
+    daemon_json.parent.mkdir()
+    original = '{"data-root": "/srv/docker"}'
+    daemon_json.write_text(original, encoding='utf-8')
+    cmd, record = recording_validator(tmp_path)
+    result = apply(daemon_json, {'live-restore': True}, validate_cmd=cmd, check_mode=True)
+    assert result['validated'] is True
+    path, file_mode, dir_mode, listing, content = record.read_text(encoding='utf-8').split('\n', 4)
+    assert (file_mode, dir_mode) == ('600', '700')
+    assert os.path.basename(path) == 'daemon.json'
+    assert listing == 'daemon.json'
+    assert os.path.dirname(path) != str(daemon_json.parent)
+    assert json.loads(content) == {'data-root': '/srv/docker', 'live-restore': True}
+    assert not os.path.exists(os.path.dirname(path))
+    assert daemon_json.read_text(encoding='utf-8') == original
+    assert dir_listing(daemon_json.parent) == ['daemon.json']
 
 
 def test_dockerd_rejection_leaves_live_file_untouched(daemon_json, tmp_path):
@@ -955,33 +1096,42 @@ def test_validate_uses_injected_runner():
 
 
 # ---------------------------------------------------------------------------
-# Through Ansible
+# main()
 # ---------------------------------------------------------------------------
 
-ANSIBLE = REPO / '.venv' / 'bin' / 'ansible'
+def module_args(path, settings, **extra):
+    return dict({'path': str(path), 'settings': settings, 'unit_paths': [], 'validate_with_dockerd': 'never'},
+                **extra)
 
 
-def run_ansible(tmp_path, args, *extra):
-    env = dict(os.environ)
-    env.update({
-        'ANSIBLE_LOAD_CALLBACK_PLUGINS': '1',
-        'ANSIBLE_STDOUT_CALLBACK': 'ansible.posix.json',
-        'ANSIBLE_LOCAL_TEMP': str(tmp_path / 'ansible-local'),
-        'ANSIBLE_REMOTE_TEMP': str(tmp_path / 'ansible-remote'),
-        'ANSIBLE_NOCOLOR': '1',
-    })
-    proc = subprocess.run(
-        [str(ANSIBLE), 'localhost', '-i', 'localhost,', '-c', 'local',
-         '-M', str(MODULES_DIR), '-m', 'docker_daemon_config', '-a', json.dumps(args),
-         '-e', 'ansible_python_interpreter=%s' % sys.executable] + list(extra),
-        cwd=str(REPO), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
-    out = proc.stdout.decode()
-    try:
-        report = json.loads(out)
-    except ValueError:
-        pytest.fail('ansible output is not JSON:\n%s\n%s' % (out, proc.stderr.decode()))
-    return report['plays'][0]['tasks'][0]['hosts']['localhost']
+def test_main_passes_extra_keys_and_backup_keep(daemon_json):
+    daemon_json.parent.mkdir()
+    write_json(daemon_json, {'debug': True})
+    with pytest.raises(ModuleFail) as info:
+        run_main(ddc, module_args(daemon_json, {'log-opt': {'max-size': '1m'}}))
+    assert did_you_mean('log-opts').search(info.value.result['msg'])
+    assert info.value.result['errors'] == [info.value.result['msg']]
+    assert info.value.result['path'] == str(daemon_json)
+    for day in range(3):
+        result = run_main(ddc, module_args(daemon_json, {'log-opt': {'max-size': '%dm' % day}},
+                                           extra_keys=['log-opt'], backup_keep=1))
+        assert result['changed'] is True
+    assert len(backups(daemon_json)) == 1
+    assert 'diff' not in result and 'warnings' not in result
 
+
+def test_main_check_mode_with_diff(daemon_json):
+    result = run_main(ddc, module_args(daemon_json, {'debug': True}), check_mode=True, diff=True)
+    assert result['changed'] is True
+    assert result['existed'] is False
+    assert result['diff']['after'] == '{\n    "debug": true\n}\n'
+    assert 'removed_temp_files' not in result
+    assert not daemon_json.exists()
+
+
+# ---------------------------------------------------------------------------
+# Through Ansible
+# ---------------------------------------------------------------------------
 
 def test_through_ansible(tmp_path):
     target = tmp_path / 'docker' / 'daemon.json'
@@ -995,7 +1145,7 @@ def test_through_ansible(tmp_path):
         'validate_with_dockerd': 'auto',
     }
 
-    checked = run_ansible(tmp_path, args, '--check', '--diff')
+    _, checked = run_adhoc('docker_daemon_config', args, tmp_path, '--check', '--diff')
     assert checked.get('failed') is not True, checked
     assert checked['changed'] is True
     assert checked['changed_keys'] == ['default-runtime', 'log-opts']
@@ -1005,7 +1155,7 @@ def test_through_ansible(tmp_path):
     assert checked['diff']['before_header'] == str(target)
     assert target.read_text(encoding='utf-8') == NVIDIA_CTK_TEXT
 
-    applied = run_ansible(tmp_path, args)
+    _, applied = run_adhoc('docker_daemon_config', args, tmp_path)
     assert applied.get('failed') is not True, applied
     assert applied['changed'] is True
     assert 'diff' not in applied
@@ -1016,11 +1166,13 @@ def test_through_ansible(tmp_path):
     }
     assert applied['config'] == read_json(target)
     assert Path(applied['backup_file']).read_text(encoding='utf-8') == NVIDIA_CTK_TEXT
+    assert applied['rollback_file'] == applied['backup_file']
 
-    again = run_ansible(tmp_path, args)
+    _, again = run_adhoc('docker_daemon_config', args, tmp_path)
     assert again['changed'] is False
 
-    failed = run_ansible(tmp_path, dict(args, settings={'log-opts': {'max-file': 3}}))
+    rc, failed = run_adhoc('docker_daemon_config', dict(args, settings={'log-opts': {'max-file': 3}}), tmp_path)
+    assert rc != 0
     assert failed['failed'] is True
     assert "quote it: \"3\"" in failed['msg']
     assert failed['errors'] == [failed['msg']]

@@ -1,4 +1,6 @@
-"""How a daemon.json change is applied: drift detection and the restart plan."""
+"""How a daemon.json change is applied: drift detection, the restart plan and the preflight's rules."""
+
+import re
 
 import pytest
 
@@ -6,6 +8,7 @@ from gpuhost_cli.ansible_plugins.filter.docker_daemon import (
     FilterModule,
     docker_daemon_drift,
     docker_daemon_restart_plan,
+    docker_daemon_settings_problems,
 )
 
 CONFIG = {
@@ -76,7 +79,7 @@ def test_reloadable_change_reloads_even_with_containers_running():
 def test_restart_is_plain_when_no_container_runs_or_live_restore_is_on():
     plan = {"changed_keys": ["log-level"], "reload_sufficient": False, "config": {**CONFIG, "live-restore": False}}
     assert docker_daemon_restart_plan(plan, {**INFO, "ContainersRunning": 0, "LiveRestoreEnabled": False}) == {
-        "action": "restart", "reload_first": False, "drift": [], "reason": ""}
+        "action": "restart", "reload_first": False, "drift": [], "reason": "", "start_after_failure": False}
     assert docker_daemon_restart_plan(plan, {**INFO, "ContainersRunning": 0})["action"] == "restart"
     assert docker_daemon_restart_plan(plan, INFO)["reload_first"] is False
 
@@ -96,14 +99,47 @@ def test_restart_that_would_stop_containers_is_deferred_unless_allowed():
     assert docker_daemon_restart_plan(plan, info, allow_disruption=True)["action"] == "restart"
 
 
-def test_docker_not_running_gets_started_with_the_new_file():
-    plan = {"changed_keys": ["registry-mirrors"], "reload_sufficient": True, "config": CONFIG}
-    assert docker_daemon_restart_plan(plan, None)["action"] == "restart"
-    assert docker_daemon_restart_plan({**plan, "changed_keys": []}, None)["action"] == "none"
+@pytest.mark.parametrize("keys, reload_sufficient", [
+    (["registry-mirrors"], True), (["data-root"], False), ([], False)])
+def test_docker_not_running_gets_started_with_the_new_file(keys, reload_sufficient):
+    plan = {"changed_keys": keys, "reload_sufficient": reload_sufficient, "config": CONFIG}
+    assert docker_daemon_restart_plan(plan, None) == {
+        "action": "restart", "reload_first": False, "drift": [], "reason": "", "start_after_failure": True}
+
+
+def test_a_running_docker_is_not_started_after_failure():
+    plan = {"changed_keys": ["log-level"], "reload_sufficient": False, "config": CONFIG}
+    assert docker_daemon_restart_plan(plan, INFO)["start_after_failure"] is False
+
+
+@pytest.mark.parametrize("key", ["data-root", "bip", "storage-driver", "exec-opts", "default-address-pools"])
+def test_restart_that_live_restore_does_not_survive_is_deferred(key):
+    plan = {"changed_keys": sorted([key, "debug"]), "reload_sufficient": False, "config": CONFIG}
+    info = {**INFO, "LiveRestoreEnabled": True, "ContainersRunning": 2}
+    deferred = docker_daemon_restart_plan(plan, info)
+    assert deferred["action"] == "defer"
+    assert deferred["reason"].startswith("2 container(s) running and %s changes: " % key)
+    assert "live-restore does not keep containers across a restart that changes it" in deferred["reason"]
+    assert docker_daemon_restart_plan(plan, info, allow_disruption=True)["action"] == "restart"
+    assert docker_daemon_restart_plan(plan, {**info, "ContainersRunning": 0})["action"] == "restart"
+
+
+def test_every_unsafe_key_is_named():
+    plan = {"changed_keys": ["bip", "data-root", "log-level"], "reload_sufficient": False, "config": CONFIG}
+    reason = docker_daemon_restart_plan(plan, INFO)["reason"]
+    assert "bip, data-root changes" in reason
+    assert "a restart that changes them" in reason
+
+
+def test_reloadable_change_stays_a_reload_beside_unsafe_settings():
+    plan = {"changed_keys": ["registry-mirrors"], "reload_sufficient": True,
+            "config": {**CONFIG, "data-root": "/srv/docker"}}
+    assert docker_daemon_restart_plan(plan, INFO)["action"] == "reload"
 
 
 def test_filters_are_registered():
-    assert set(FilterModule().filters()) == {"docker_daemon_drift", "docker_daemon_restart_plan"}
+    assert set(FilterModule().filters()) == {
+        "docker_daemon_drift", "docker_daemon_restart_plan", "docker_daemon_settings_problems"}
 
 
 def test_the_planning_task_s_own_changed_flag_is_ignored():
@@ -111,3 +147,108 @@ def test_the_planning_task_s_own_changed_flag_is_ignored():
     plan = {"changed": False, "changed_keys": ["gpuhost-test-unknown-directive"],
             "reload_sufficient": False, "config": CONFIG}
     assert docker_daemon_restart_plan(plan, INFO)["action"] == "restart"
+
+
+# ---------------------------------------------------------------------------
+# The preflight: the module's rules on the inventory's settings
+# ---------------------------------------------------------------------------
+
+ORIGINS = {"registry-mirrors": "docker_daemon_registry_mirrors",
+           "default-runtime": "docker_daemon_default_runtime",
+           "live-restore": "docker_daemon_live_restore"}
+INSECURE_HINT = "allow insecure settings (docker_daemon_allow_insecure: true)"
+
+
+def did_you_mean(key):
+    return re.compile("Did you mean [\"']%s[\"']\\?" % re.escape(key))
+
+
+def test_good_settings_have_no_problems():
+    settings = {"runtimes": {"nvidia": {"path": "nvidia-container-runtime", "args": []}},
+                "default-runtime": "nvidia", "registry-mirrors": ["https://mirror.example.com"],
+                "live-restore": True, "log-opts": {"max-size": "100m"}}
+    assert docker_daemon_settings_problems(settings, False, [], ORIGINS) == {"errors": [], "warnings": []}
+
+
+def test_settings_must_be_a_dictionary():
+    problems = docker_daemon_settings_problems(["debug"])
+    assert problems["warnings"] == []
+    assert problems["errors"] == ["docker_daemon: the settings to merge must be a dictionary, got ['debug']"]
+
+
+def test_a_mirror_is_named_by_the_variable_it_came_from():
+    problems = docker_daemon_settings_problems({"registry-mirrors": ["https://m.example.com", "http://m.local"]},
+                                               False, [], ORIGINS)
+    assert problems["errors"] == [
+        'docker_daemon: docker_daemon_registry_mirrors[1] is "http://m.local": it is plain http: images come '
+        "without TLS. Use an https mirror, or %s to accept it." % INSECURE_HINT]
+    problems = docker_daemon_settings_problems({"registry-mirrors": ["https://m.example.com/v2"]}, False, [], ORIGINS)
+    assert problems["errors"][0].startswith(
+        'docker_daemon: invalid value for docker_daemon_registry_mirrors[0]: got "https://m.example.com/v2"')
+
+
+def test_other_keys_are_named_as_options():
+    problems = docker_daemon_settings_problems({"log-opt": {"max-size": "1m"}, "debug": "yes"}, False, [], ORIGINS)
+    assert len(problems["errors"]) == 2
+    unknown = [e for e in problems["errors"] if "docker_daemon_options['log-opt']" in e]
+    assert unknown and did_you_mean("log-opts").search(unknown[0])
+    assert "docker_daemon: invalid value for docker_daemon_options['debug']: got \"yes\"" in problems["errors"][1]
+
+
+def test_a_key_set_through_options_is_named_as_an_option():
+    # vars/main.yml leaves a key out of the origins when docker_daemon_options sets it.
+    problems = docker_daemon_settings_problems({"registry-mirrors": ["http://m.local"]}, False, [], {})
+    assert problems["errors"][0].startswith("docker_daemon: docker_daemon_options['registry-mirrors'][0] is")
+
+
+@pytest.mark.parametrize("key, value, suggestion", [
+    ("log-opt", {"max-size": "10m"}, "log-opts"),
+    ("Debug", True, "debug"),
+    ("registry-mirror", ["https://mirror.example.com"], "registry-mirrors"),
+])
+def test_misspelt_keys_are_refused_unless_listed_as_extra(key, value, suggestion):
+    problems = docker_daemon_settings_problems({key: value}, False, [], ORIGINS)
+    assert len(problems["errors"]) == 1
+    assert did_you_mean(suggestion).search(problems["errors"][0])
+    assert "docker_daemon_extra_keys" in problems["errors"][0]
+    assert docker_daemon_settings_problems({key: value}, False, [key], ORIGINS) == {"errors": [], "warnings": []}
+
+
+def test_null_values_are_not_judged():
+    settings = {"x-gone": None, "debug": None, "live-restore": True}
+    assert docker_daemon_settings_problems(settings, False, None, ORIGINS) == {"errors": [], "warnings": []}
+
+
+def test_nested_null_values_are_not_judged():
+    # A null inside a dictionary removes that nested key, as the module does; it is no value to judge.
+    settings = {"log-opts": {"max-file": None, "max-size": "10m"}, "runtimes": {"old-runtime": None}}
+    assert docker_daemon_settings_problems(settings, False, [], ORIGINS) == {"errors": [], "warnings": []}
+
+
+TCP_ENTRIES = ["0.0.0.0:2375", ":2375", "127.0.0.1:2375", "TCP://x:2375", "ssh://admin@gpu-host"]
+
+
+@pytest.mark.parametrize("entry", TCP_ENTRIES)
+def test_tcp_hosts_need_tlsverify(entry):
+    problems = docker_daemon_settings_problems({"hosts": ["unix:///var/run/docker.sock", entry]})
+    assert problems["errors"] == [
+        "docker_daemon: docker_daemon_options['hosts'] has [\"%s\"], a TCP socket without tlsverify: anyone "
+        "who can reach it gets root on this host. Set tlsverify: true with tlscacert, tlscert and tlskey, "
+        "listen on unix:// or fd:// only, or %s to accept this." % (entry, INSECURE_HINT)]
+    allowed = docker_daemon_settings_problems({"hosts": [entry]}, True)
+    assert allowed["errors"] == []
+    assert len(allowed["warnings"]) == 1 and entry in allowed["warnings"][0]
+    assert docker_daemon_settings_problems({"hosts": [entry], "tlsverify": True}) == {"errors": [], "warnings": []}
+    assert docker_daemon_settings_problems({"hosts": [entry], "tlsverify": False})["errors"]
+
+
+@pytest.mark.parametrize("hosts", [["unix:///var/run/docker.sock"], ["fd://"]])
+def test_local_sockets_are_fine(hosts):
+    assert docker_daemon_settings_problems({"hosts": hosts}) == {"errors": [], "warnings": []}
+
+
+def test_insecure_registries_need_allow_insecure():
+    settings = {"insecure-registries": ["registry.local:5000"]}
+    assert len(docker_daemon_settings_problems(settings)["errors"]) == 1
+    allowed = docker_daemon_settings_problems(settings, True)
+    assert allowed["errors"] == [] and len(allowed["warnings"]) == 1
