@@ -29,6 +29,7 @@ _MODULE_UTILS = str(Path(__file__).resolve().parents[1] / "module_utils")
 if _MODULE_UTILS not in ansible.module_utils.__path__:
     ansible.module_utils.__path__.append(_MODULE_UTILS)
 
+from ansible.module_utils.gpuhost_daemon_json import merge_settings  # noqa: E402
 from ansible.module_utils.gpuhost_daemon_schema import check_config, live_restore_unsafe  # noqa: E402
 
 
@@ -145,7 +146,9 @@ def docker_daemon_settings_problems(settings: dict[str, Any], allow_insecure: bo
     if not isinstance(settings, dict):
         return {"errors": [f"docker_daemon: the settings to merge must be a dictionary, got {settings!r}"],
                 "warnings": []}
-    settings = {key: value for key, value in settings.items() if value is not None}
+    # What the settings add, as the module merges them: a null (at any depth) removes a key
+    # and is not a value to judge.
+    settings = merge_settings({}, settings)
     errors, warnings = check_config(settings, user_keys=None, allow_insecure=bool(allow_insecure),
                                     extra_keys=extra_keys or (), label=_origin_label(origins or {}))
     return {"errors": errors, "warnings": warnings}

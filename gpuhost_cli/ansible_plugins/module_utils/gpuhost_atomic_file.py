@@ -191,9 +191,15 @@ def backups_of(target: str) -> list[str]:
     return [path for _, _, path in sorted(found)]
 
 
-def rotate_backups(target: str, keep: int) -> list[str]:
-    """Remove all but the newest ``keep`` backups of ``target``; return the removed ones."""
-    old = backups_of(target)
+def rotate_backups(target: str, keep: int, protect: str | None = None) -> list[str]:
+    """Remove all but the newest ``keep`` backups of ``target``; return the removed ones.
+
+    ``protect`` (the backup just made) is never removed and counts as the newest, even
+    when the clock was ahead when older ones were made.
+    """
+    old = [path for path in backups_of(target) if path != protect]
+    if protect is not None:
+        keep -= 1
     removed = old[:-keep] if keep > 0 else old
     for path in removed:
         unlink_quietly(path)

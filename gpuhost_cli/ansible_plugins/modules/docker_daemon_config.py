@@ -460,7 +460,7 @@ def keep_previous(target, current, backup, backup_keep, now=None):
         kept["backup_file"] = copy_preserving(current["raw"], backup_name(target, now), attrs)
         kept["rollback_file"] = kept["backup_file"]
         if backup_keep > 0:
-            kept["removed_backups"] = rotate_backups(target, backup_keep)
+            kept["removed_backups"] = rotate_backups(target, backup_keep, protect=kept["backup_file"])
     else:
         kept["rollback_file"] = copy_preserving(current["raw"], rollback_name(target), attrs)
     return kept
