@@ -27,7 +27,11 @@ arch="$(dpkg --print-architecture)"
 # and downgrade are tested, one experimental.
 toolkit_stable=(1.17.7-1 1.17.8-1)
 toolkit_experimental=(1.18.0~rc.1-1)
-docker_upstream="27.5.1"
+# docker-ce versions: two minor releases of the same stand-in payload (Debian's docker.io
+# repacked), so pinning docker_version to the newer one is an engine upgrade across a minor
+# release. The newest is what an unpinned install takes on a fresh host, as with Docker's
+# repository. 27.6.0 is a label for the tests only: no such Docker release is implied.
+docker_upstream=(27.5.1 27.6.0)
 
 serve=0
 [ "${1:-}" = "--serve" ] && serve=1
@@ -178,20 +182,25 @@ PY
 # it cannot simply depend on it); on trixie, where the client is its own package,
 # docker-ce-cli is Debian's docker-cli repacked.
 docker_repo() {
-  local codename="$1" major version base="$out/linux/debian"
+  local codename="$1" major version upstream base="$out/linux/debian"
   case "$codename" in bookworm) major=12 ;; trixie) major=13 ;; esac
-  version="5:${docker_upstream}-1~debian.${major}~${codename}"
   local pool="$base/pool/stable/$codename"
   local debs="$GPUHOST_CACHE/debian-debs/$codename"
   if [ "$codename" = trixie ]; then
     fetch_debian_debs "$codename" docker.io docker-cli
-    repack_deb "$(ls "$debs"/docker-cli_*.deb | head -n1)" docker-ce-cli "$version" "$pool" "" "docker-cli"
   else
     fetch_debian_debs "$codename" docker.io
-    build_deb docker-ce-cli "$version" "" "$pool"
   fi
-  repack_deb "$(ls "$debs"/docker.io_*.deb | head -n1)" docker-ce "$version" "$pool" \
-    "docker-ce-cli (= $version), containerd.io" "docker.io, docker-engine"
+  for upstream in "${docker_upstream[@]}"; do
+    version="5:${upstream}-1~debian.${major}~${codename}"
+    if [ "$codename" = trixie ]; then
+      repack_deb "$(ls "$debs"/docker-cli_*.deb | head -n1)" docker-ce-cli "$version" "$pool" "" "docker-cli"
+    else
+      build_deb docker-ce-cli "$version" "" "$pool"
+    fi
+    repack_deb "$(ls "$debs"/docker.io_*.deb | head -n1)" docker-ce "$version" "$pool" \
+      "docker-ce-cli (= $version), containerd.io" "docker.io, docker-engine"
+  done
   build_deb containerd.io 1.7.25-1 "containerd" "$pool"
   build_deb docker-buildx-plugin 0.20.0-1~debian.${major}~${codename} "" "$pool"
   build_deb docker-compose-plugin 2.32.4-1~debian.${major}~${codename} "" "$pool"
