@@ -230,12 +230,14 @@ class Decision:
 
 
 def finish_hint(deferred: Sequence[str]) -> str:
-    """How an operator finishes hosts the docker_daemon role deferred."""
+    """How an operator finishes deferred hosts: the docker_daemon role's (a daemon.json change that
+    needs a restart) and the docker role's (an engine upgrade across a minor release)."""
     return (
         f"Deferred (Docker would have to restart with containers running; nothing was changed): "
         f"{_names(deferred)}. To finish them: stop or drain their containers and run again, or "
-        f"set docker_daemon_live_restore: true, or accept the interruption with "
-        f"--limit {','.join(deferred)} -e docker_daemon_allow_disruption=true."
+        f"set docker_daemon_live_restore: true (a daemon.json change), or accept the interruption with "
+        f"--limit {','.join(deferred)} -e docker_daemon_allow_disruption=true (a daemon.json change) or "
+        f"-e docker_allow_disruption=true (an engine upgrade); each host's DEFERRED line says which."
     )
 
 
