@@ -19,6 +19,7 @@ CONFIG = {
     "log-driver": "json-file",
 }
 INFO = {
+    "ServerVersion": "20.10.24",
     "DefaultRuntime": "nvidia",
     "Runtimes": {"io.containerd.runc.v2": {}, "nvidia": {"path": "nvidia-container-runtime"}, "runc": {}},
     "RegistryConfig": {"Mirrors": ["https://mirror.example.com/"]},
@@ -252,3 +253,13 @@ def test_insecure_registries_need_allow_insecure():
     assert len(docker_daemon_settings_problems(settings)["errors"]) == 1
     allowed = docker_daemon_settings_problems(settings, True)
     assert allowed["errors"] == [] and len(allowed["warnings"]) == 1
+
+
+def test_docker_info_without_a_server_counts_as_docker_down():
+    """docker info exits 0 with ServerErrors when dockerd is down (Docker 20.10)."""
+    down = {"ClientInfo": {"Version": "20.10.24"}, "ServerErrors": ["Cannot connect to the Docker daemon"]}
+    plan = {"changed": True, "changed_keys": [], "reload_sufficient": False, "config": CONFIG}
+    result = docker_daemon_restart_plan(plan, down)
+    assert result["action"] == "restart"
+    assert result["start_after_failure"] is True
+    assert docker_daemon_restart_plan(plan, INFO)["start_after_failure"] is False

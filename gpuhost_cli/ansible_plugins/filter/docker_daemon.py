@@ -62,6 +62,16 @@ def docker_daemon_drift(config: dict[str, Any], info: dict[str, Any]) -> list[st
     return sorted(drift)
 
 
+def docker_daemon_running(info: dict[str, Any] | None) -> bool:
+    """Whether ``docker info`` came from a running dockerd.
+
+    The client prints its own part and exits 0 with ``ServerErrors`` when it cannot reach
+    the daemon (Docker 20.10 does so as JSON), so a reading without a server version is a
+    dockerd that does not run.
+    """
+    return bool(info) and not info.get("ServerErrors") and bool(info.get("ServerVersion"))
+
+
 def docker_daemon_restart_plan(plan: dict[str, Any], info: dict[str, Any] | None,
                                allow_disruption: bool = False) -> dict[str, Any]:
     """Decide how to apply a planned daemon.json change.
@@ -78,7 +88,7 @@ def docker_daemon_restart_plan(plan: dict[str, Any], info: dict[str, Any] | None
     """
     config = plan.get("config") or {}
     keys = list(plan.get("changed_keys") or [])
-    running = info is not None
+    running = docker_daemon_running(info)
     drift = docker_daemon_drift(config, info) if running else []
     result = {"action": "none", "reload_first": False, "drift": drift, "reason": "",
               "start_after_failure": not running}
