@@ -5,6 +5,7 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
 
+from json_strategies import JSON_OBJECTS
 import plugin_loader
 
 plugin_loader.use_module_utils()
@@ -209,15 +210,6 @@ def test_show_shortens_long_values():
 # Property tests
 # ---------------------------------------------------------------------------
 
-KEYS = st.text(alphabet='abcdefgh-', min_size=1, max_size=4)
-SCALARS = st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.text(max_size=6) \
-    | st.floats(allow_nan=False, allow_infinity=False)
-JSON_VALUES = st.recursive(
-    SCALARS,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(KEYS, children, max_size=4),
-    max_leaves=20,
-)
-JSON_OBJECTS = st.dictionaries(KEYS, JSON_VALUES, max_size=6)
 PROPERTY = hyp_settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

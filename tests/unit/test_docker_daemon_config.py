@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings as hyp_settings, strategies as st
+from json_strategies import JSON_OBJECTS
 from plugin_loader import ModuleFail, load_module, run_adhoc, run_main
 
 from gpuhost_cli.ansible_plugins.filter.docker_daemon import docker_daemon_settings_problems
@@ -849,15 +850,6 @@ def test_live_restore_unsafe_keys_in_result(daemon_json):
 # Property test
 # ---------------------------------------------------------------------------
 
-KEYS = st.text(alphabet='abcdefgh-', min_size=1, max_size=4)
-SCALARS = st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.text(max_size=6) \
-    | st.floats(allow_nan=False, allow_infinity=False)
-JSON_VALUES = st.recursive(
-    SCALARS,
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(KEYS, children, max_size=4),
-    max_leaves=20,
-)
-JSON_OBJECTS = st.dictionaries(KEYS, JSON_VALUES, max_size=6)
 
 
 @hyp_settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
