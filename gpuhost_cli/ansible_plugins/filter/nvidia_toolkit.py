@@ -1,7 +1,8 @@
-"""Filters over the NVIDIA Container Toolkit's security table, for the role's preflight.
+"""Filters over the NVIDIA Container Toolkit's security table and per-version behaviour, for the role.
 
 The table and the version rule live in ``module_utils/gpuhost_toolkit_security.py``, which the
 ``gpu_facts`` module also imports on hosts; these filters import the same file on the controller.
+What each release's ``nvidia-ctk`` accepts lives in ``module_utils/gpuhost_toolkit_versions.py``.
 
 ``nvidia_toolkit_security(version)``
     What a pin lacks: ``{version, floor, below_floor, missing_fixes, cves, summary}``. An empty
@@ -13,6 +14,11 @@ The table and the version rule live in ``module_utils/gpuhost_toolkit_security.p
 
 ``nvidia_toolkit_security_floor(value)``
     The newest fixed-in release of the table; the input is ignored (``'' | nvidia_toolkit_security_floor``).
+
+``nvidia_toolkit_dev_char_symlinks_args(version)``
+    The ``nvidia-ctk`` arguments that create the /dev/char links on the installed toolkit
+    ``version``: ``[system, create-dev-char-symlinks, --create-all]``, without ``--create-all`` on
+    1.18.0 and its pre-releases, which refuse it. An empty or malformed version is an error.
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ from ansible.module_utils.gpuhost_toolkit_security import (  # noqa: E402 - need
     missing_fixes,
     security_check,
     security_floor,
+)
+from ansible.module_utils.gpuhost_toolkit_versions import (  # noqa: E402 - needs the path above
+    dev_char_symlinks_args,
 )
 
 
@@ -52,6 +61,13 @@ def nvidia_toolkit_security_floor(_value: Any = None) -> str:
     return security_floor()
 
 
+def nvidia_toolkit_dev_char_symlinks_args(version: Any) -> list[str]:
+    try:
+        return dev_char_symlinks_args(version)
+    except ValueError as e:
+        raise AnsibleFilterError(f"nvidia_toolkit_dev_char_symlinks_args: {e}") from None
+
+
 class FilterModule:
     """gpuhost's NVIDIA Container Toolkit filters."""
 
@@ -60,4 +76,5 @@ class FilterModule:
             "nvidia_toolkit_security": nvidia_toolkit_security,
             "nvidia_toolkit_missing_fixes": nvidia_toolkit_missing_fixes,
             "nvidia_toolkit_security_floor": nvidia_toolkit_security_floor,
+            "nvidia_toolkit_dev_char_symlinks_args": nvidia_toolkit_dev_char_symlinks_args,
         }

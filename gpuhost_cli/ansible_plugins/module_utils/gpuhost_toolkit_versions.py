@@ -1,0 +1,61 @@
+# -*- coding: utf-8 -*-
+# Copyright: gpuhost contributors
+# Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
+"""How each release of the NVIDIA Container Toolkit is driven, by version.
+
+The version comparison is dpkg's, from ``gpuhost_toolkit_security`` (one implementation).
+The ``nvidia_toolkit`` filter plugin imports this file on the controller for the
+``nvidia_container_toolkit`` role.
+
+``nvidia-ctk system create-dev-char-symlinks`` (NVIDIA's source,
+``cmd/nvidia-ctk/system/create-dev-char-symlinks/create-dev-char-symlinks.go``):
+
+- up to 1.17.x, ``--create-all`` creates links for every device node the driver can have;
+  ``validateFlags`` refuses it only together with ``--watch``;
+- 1.18.0 removed ``--watch`` but kept the check as ``if cfg.createAll``, so every call
+  with ``--create-all`` fails with "create-all and watch are mutually exclusive" (exit 1).
+  Every 1.18.0 pre-release (``v1.18.0-rc.1`` to ``v1.18.0-rc.6``) has the same check;
+- 1.18.1 dropped the check ("Fix bug in create-dev-char-symlinks command"); 1.18.x after it,
+  1.19.x and 1.20.0 accept ``--create-all``.
+
+Without ``--create-all`` every release links the ``/dev/nvidia*`` nodes that exist.
+"""
+
+from __future__ import annotations
+
+from ansible.module_utils.gpuhost_toolkit_security import compare_versions, parse_version
+
+# Upstream versions whose create-dev-char-symlinks refuses --create-all, as a half-open
+# range [first, end): 1.18.0, its pre-releases and any rebuild of it. "~" sorts before
+# everything, so 1.18.0~ is older than every 1.18.0~rc.N and 1.18.1~ older than any 1.18.1.
+CREATE_ALL_BROKEN = ("1.18.0~", "1.18.1~")
+
+DEV_CHAR_SYMLINKS_ARGS = ["system", "create-dev-char-symlinks"]
+
+
+def create_all_refused(version):
+    """True when the toolkit ``version`` (an apt version such as ``1.18.0-1``) refuses --create-all.
+
+    Only the upstream version counts; the Debian revision does not. Raises ValueError for text
+    that is not a package version, including an empty one: the caller knows the version.
+    """
+    text = str(version if version is not None else "").strip()
+    if not text:
+        raise ValueError("no toolkit version given; expected the installed apt version, such as '1.17.8-1'.")
+    epoch, upstream, _revision = parse_version(text)
+    have = "%d:%s" % (epoch, upstream)
+    first, end = CREATE_ALL_BROKEN
+    return compare_versions(have, first) >= 0 and compare_versions(have, end) < 0
+
+
+def dev_char_symlinks_args(version):
+    """The nvidia-ctk arguments that create the /dev/char links on the toolkit ``version``.
+
+    ``--create-all`` (links for every node the driver can create, so a GPU whose node
+    appears later is covered too) wherever the release accepts it; on 1.18.0 and its
+    pre-releases, which refuse it, only the nodes that exist.
+    """
+    args = list(DEV_CHAR_SYMLINKS_ARGS)
+    if not create_all_refused(version):
+        args.append("--create-all")
+    return args
