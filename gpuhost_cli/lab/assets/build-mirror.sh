@@ -23,9 +23,11 @@ out="$GPUHOST_CACHE/mirror"
 keys="${GPUHOST_MIRROR_KEYS:?set GPUHOST_MIRROR_KEYS to the directory of the stand-in mirror keys}"
 arch="$(dpkg --print-architecture)"
 
-# Toolkit versions in the stand-in repository: two stable ones so pinning, upgrade
-# and downgrade are tested, one experimental.
-toolkit_stable=(1.17.7-1 1.17.8-1)
+# Toolkit versions in the stand-in repository. Stable: one below the security floor
+# (1.17.8), the floor, 1.18.0 (whose nvidia-ctk refuses --create-all), 1.18.1 (which
+# fixed that) and the newest line, which an unpinned install takes; so pinning, upgrade
+# and downgrade across release lines are tested. Experimental: a 1.18.0 pre-release.
+toolkit_stable=(1.17.7-1 1.17.8-1 1.18.0-1 1.18.1-1 1.20.0-1)
 toolkit_experimental=(1.18.0~rc.1-1)
 # docker-ce versions: two minor releases of the same stand-in payload (Debian's docker.io
 # repacked), so pinning docker_version to the newer one is an engine upgrade across a minor
@@ -87,21 +89,27 @@ sign_release() {
 }
 
 # flat_repo DIR KEY VERSION...: NVIDIA's flat layout, DIR/deb/ARCH/{Packages,Release,...}
+# The four packages of one release share its version, with NVIDIA's relations: up to
+# 1.17.x, nvidia-container-toolkit needs libnvidia-container-tools (>= v) and the tools
+# libnvidia-container1 (>= v); from 1.18.0~rc.1 on both are (= v) (NVIDIA's
+# packaging/debian/control, and libnvidia-container's "require version match" change).
+# nvidia-container-toolkit also needs libnvidia-container-tools (<< 2.0.0) and its -base (= v).
 flat_repo() {
   local base="$1" key="$2"
   shift 2
-  local dir="$base/deb/$arch" v
+  local dir="$base/deb/$arch" v tools
   mkdir -p "$dir"
   for v in "$@"; do
+    if dpkg --compare-versions "$v" ge 1.18.0~rc.1; then tools="="; else tools=">="; fi
     build_deb libnvidia-container1 "$v" "" "$dir"
-    build_deb libnvidia-container-tools "$v" "libnvidia-container1 (= $v)" "$dir" \
+    build_deb libnvidia-container-tools "$v" "libnvidia-container1 ($tools $v)" "$dir" \
       "$here/standin/nvidia-container-cli:/usr/bin/nvidia-container-cli"
     build_deb nvidia-container-toolkit-base "$v" "" "$dir" \
       "$here/standin/nvidia-container-runtime:/usr/bin/nvidia-container-runtime" \
       "$here/standin/nvidia-ctk:/usr/bin/nvidia-ctk"
     build_deb nvidia-container-toolkit "$v" \
-      "nvidia-container-toolkit-base (= $v), libnvidia-container-tools (>= $v)" "$dir" \
-      "$here/standin/nvidia-container-runtime-hook:/usr/bin/nvidia-container-runtime-hook"
+      "nvidia-container-toolkit-base (= $v), libnvidia-container-tools ($tools $v), libnvidia-container-tools (<< 2.0.0)" \
+      "$dir" "$here/standin/nvidia-container-runtime-hook:/usr/bin/nvidia-container-runtime-hook"
   done
   build_deb nvidia-docker2 2.14.0-1 "nvidia-container-toolkit (>= 1.5.0)" "$dir" \
     "$here/standin/nvidia-docker:/usr/bin/nvidia-docker"
