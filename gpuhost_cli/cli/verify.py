@@ -48,7 +48,7 @@ def verify(
         str | None,
         typer.Option("--image", metavar="IMAGE",
                      help="Image of the GPU container tests (default: gpuhost_verify_image, "
-                          "nvidia/cuda:12.6.3-base-ubuntu24.04)."),
+                          "ubuntu:24.04, as in NVIDIA's sample workload)."),
     ] = None,
     pull: Annotated[
         bool | None,

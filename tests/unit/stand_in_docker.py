@@ -2,7 +2,8 @@
 
 It answers the commands they run (info, version, pull, image inspect, run) with recorded
 output, so the real Docker engine is never asked anything. FAKE_DOCKER_STATE=down makes the
-daemon "not answer"; FAKE_DOCKER_DEVICE=bad makes ``--gpus '"device=0"'`` fail.
+daemon "not answer"; FAKE_DOCKER_DEVICE=bad makes ``--gpus '"device=0"'`` fail;
+FAKE_DOCKER_LOG=FILE appends each command's arguments to FILE.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 STAND_IN_DOCKER = r"""#!/bin/sh
 # Stand-in for docker in the tests: answers the commands gpu_facts and gpuhost_verify run.
+[ -n "${FAKE_DOCKER_LOG:-}" ] && echo "$*" >>"$FAKE_DOCKER_LOG"
 case "$1" in
   info)
     if [ "${FAKE_DOCKER_STATE:-up}" = down ]; then

@@ -69,8 +69,24 @@ def test_a_working_gpu_host_passes_every_check(verify):
     assert checks["NVIDIA driver loaded"]["detail"] == "driver 550.54.15"
     assert checks["docker run --gpus all"]["detail"] == "NVIDIA-SMI 550.54.15 Driver Version: 550.54.15 CUDA Version: 12.4"
     assert checks["docker run --gpus '\"device=0\"'"]["detail"].startswith("GPU 0: NVIDIA H100")
-    assert checks["test image"]["detail"] == "nvidia/cuda:12.6.3-base-ubuntu24.04 present"
+    assert checks["test image"]["detail"] == "ubuntu:24.04 present"
     assert host.succeeded
+
+
+def test_gpu_containers_use_nvidias_sample_image_and_skip_the_cuda_requirement(verify, tmp_path, monkeypatch):
+    """A CUDA image's NVIDIA_REQUIRE_CUDA refuses drivers older than its CUDA (525, 545, 555
+    for CUDA 12.6): the checks use a plain image, as NVIDIA's sample workload does, and
+    disable that requirement, so a working host with an older driver is not reported broken."""
+    log = tmp_path / "docker.log"
+    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
+    result, host, checks = verify("eight-gpus-driver")
+    assert result.rc == 0, result.stdout[-2000:]
+    runs = [line.split() for line in log.read_text(encoding="utf-8").splitlines() if line.startswith("run ")]
+    assert len(runs) == 3
+    for argv in runs:
+        assert "ubuntu:24.04" in argv
+        assert argv[argv.index("NVIDIA_DISABLE_REQUIRE=true") - 1] == "-e"
+        assert argv.index("NVIDIA_DISABLE_REQUIRE=true") < argv.index("ubuntu:24.04")
 
 
 def test_a_host_without_gpus_reports_the_gpu_checks_not_applicable(verify):
@@ -124,7 +140,7 @@ def test_without_pull_a_missing_image_is_named(verify, monkeypatch, tmp_path):
     result, host, checks = verify("eight-gpus-driver", gpuhost_verify_pull=False)
     assert result.rc != 0
     assert checks["test image"]["detail"] == (
-        "nvidia/cuda:12.6.3-base-ubuntu24.04 is not on the host; docker load it, or set gpuhost_verify_pull: true")
+        "ubuntu:24.04 is not on the host; docker load it, or set gpuhost_verify_pull: true")
     assert checks["docker run --gpus all"]["detail"] == "not tried: the test image is missing"
 
 
