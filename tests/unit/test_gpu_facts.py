@@ -36,8 +36,17 @@ H100_ADDRESSES = ["0000:1b:00.0", "0000:43:00.0", "0000:52:00.0", "0000:61:00.0"
 
 gf = load_module("gpu_facts")
 
-NO_TOOLKIT = {"installed": False, "version": None, "packages": {}, "security_floor": "1.17.8",
-              "below_security_floor": False, "missing_fixes": []}
+# What a tree without any toolkit files reports about how the toolkit would give containers GPUs.
+NO_TOOLKIT_FILES = {
+    "runtime_config": {"path": "/etc/nvidia-container-runtime/config.toml", "present": False, "error": None,
+                       "mode": "auto", "accept_envvar_unprivileged": True, "accept_volume_mounts": False},
+    "cdi": {"specs": [], "devices": [], "source": None, "errors": []},
+    "cdi_refresh": {"path": {"installed": False, "enabled": False, "masked": False},
+                    "service": {"installed": False, "enabled": False, "masked": False}},
+    "persistenced": {"running": False, "socket": False},
+}
+NO_TOOLKIT = dict({"installed": False, "version": None, "packages": {}, "security_floor": "1.17.8",
+                   "below_security_floor": False, "missing_fixes": [], "isolation": None}, **NO_TOOLKIT_FILES)
 
 
 def facts(case, **kw):
@@ -159,6 +168,8 @@ def test_eight_gpus_with_driver():
         "packages": {"nvidia-container-toolkit": "1.17.8-1", "nvidia-container-toolkit-base": "1.17.8-1",
                      "libnvidia-container-tools": "1.17.8-1", "libnvidia-container1": "1.17.8-1"},
         "security_floor": "1.17.8", "below_security_floor": False, "missing_fixes": [],
+        # No config.toml: NVIDIA's defaults, which let any container ask for GPUs by the variable.
+        "isolation": "envvar", **NO_TOOLKIT_FILES,
     }
     docker = gpu["docker"]
     assert docker["installed"] is True
@@ -167,6 +178,8 @@ def test_eight_gpus_with_driver():
     assert docker["configured_default_runtime"] == "nvidia"
     assert docker["configured_runtimes"] == ["nvidia"]
     assert docker["daemon_json_error"] is None
+    assert (docker["configured_cdi"], docker["recorded_version"]) == (None, None)
+    assert (docker["cdi_supported"], docker["cdi_enabled"]) == (None, None)
 
     assert gpu["problems"] == []
     assert gpu["summary"] == "8 GPUs (NVIDIA H100 80GB HBM3), driver 550.54.15, CUDA 12.4"
@@ -506,7 +519,9 @@ def test_daemon_json_that_is_not_an_object(tmp_path):
 _TREE_FILES = ("etc/os-release", "proc/modules", "proc/driver/nvidia/version", "var/lib/dpkg/status",
                "etc/docker/daemon.json", "usr/share/misc/pci.ids",
                "sys/bus/pci/devices/0000:01:00.0/vendor", "sys/bus/pci/devices/0000:01:00.0/device",
-               "sys/bus/pci/devices/0000:01:00.0/class")
+               "sys/bus/pci/devices/0000:01:00.0/class", "etc/nvidia-container-runtime/config.toml",
+               "var/run/cdi/nvidia.yaml", "etc/cdi/vendor.json", "etc/ansible/facts.d/gpuhost_docker.fact",
+               "proc/1/comm")
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -927,3 +942,332 @@ def test_through_ansible_on_this_machine(tmp_path):
     assert host["changed"] is False
     check_host_facts(host["gpu"])
     assert host["ansible_facts"]["gpuhost_gpu"] == host["gpu"]
+
+
+# ---------------------------------------------------------------------------
+# How the toolkit gives containers GPUs: config.toml, CDI, refresh units, persistenced
+# ---------------------------------------------------------------------------
+
+# What `nvidia-ctk config default` writes (NVIDIA's api/config/v1/toml_test.go), with `mode` as given.
+DEFAULT_CONFIG_TOML = """\
+#accept-nvidia-visible-devices-as-volume-mounts = false
+#accept-nvidia-visible-devices-envvar-when-unprivileged = true
+disable-require = false
+supported-driver-capabilities = "compat32,compute,display,graphics,ngx,utility,video"
+#swarm-resource = "DOCKER_RESOURCE_GPU"
+
+[nvidia-container-cli]
+#debug = "/var/log/nvidia-container-toolkit.log"
+environment = []
+ldconfig = "@/sbin/ldconfig"
+load-kmods = true
+
+[nvidia-container-runtime]
+#debug = "/var/log/nvidia-container-runtime.log"
+log-level = "info"
+mode = "{mode}"
+runtimes = ["runc", "crun"]
+
+[nvidia-container-runtime.modes]
+
+[nvidia-container-runtime.modes.cdi]
+annotation-prefixes = ["cdi.k8s.io/"]
+default-kind = "nvidia.com/gpu"
+spec-dirs = ["/etc/cdi", "/var/run/cdi"]
+
+[nvidia-container-runtime.modes.legacy]
+cuda-compat-mode = "ldconfig"
+
+[nvidia-container-runtime-hook]
+path = "nvidia-container-runtime-hook"
+skip-mode-detection = false
+
+[nvidia-ctk]
+path = "nvidia-ctk"
+"""
+
+# The shape of `nvidia-ctk cdi generate` output for one GPU (cut down: one device node, one hook).
+NVIDIA_CDI_YAML = """\
+---
+cdiVersion: 0.5.0
+kind: nvidia.com/gpu
+devices:
+    - name: "0"
+      containerEdits:
+        deviceNodes:
+            - path: /dev/nvidia0
+    - name: GPU-0a1b2c3d-0000-4000-8000-000000000000
+      containerEdits:
+        deviceNodes:
+            - path: /dev/nvidia0
+    - name: all
+      containerEdits:
+        deviceNodes:
+            - path: /dev/nvidia0
+containerEdits:
+    env:
+        - NVIDIA_VISIBLE_DEVICES=void
+    deviceNodes:
+        - path: /dev/nvidiactl
+    hooks:
+        - hookName: createContainer
+          path: /usr/bin/nvidia-cdi-hook
+          args:
+            - nvidia-cdi-hook
+            - create-symlinks
+"""
+
+
+def with_files(tmp_path, files, case="eight-gpus-driver"):
+    """A copy of a fixture tree with `files` ({relative path: text}) added."""
+    root = tmp_path / "root"
+    shutil.copytree(FIXTURES / case, root, symlinks=True)
+    for rel, text in files.items():
+        write(root, rel, text)
+    return root
+
+
+CONFIG = "etc/nvidia-container-runtime/config.toml"
+
+
+@pytest.fixture(params=["tomllib", "narrow"])
+def toml_reader(request, monkeypatch):
+    """Run a test with Python 3.11's tomllib and with the reader used on Python 3.10."""
+    if request.param == "narrow":
+        monkeypatch.setattr(gf, "tomllib", None)
+    return request.param
+
+
+def test_nvidia_default_config(tmp_path, toml_reader):
+    gpu = gf.collect(str(with_files(tmp_path, {CONFIG: DEFAULT_CONFIG_TOML.replace("{mode}", "auto")})))
+    toolkit = gpu["toolkit"]
+    assert toolkit["runtime_config"] == {
+        "path": "/etc/nvidia-container-runtime/config.toml", "present": True, "error": None, "mode": "auto",
+        "accept_envvar_unprivileged": True, "accept_volume_mounts": False}
+    assert toolkit["isolation"] == "envvar"
+    assert gpu["findings"] == []
+
+
+@pytest.mark.parametrize("switches, isolation", [
+    ("accept-nvidia-visible-devices-envvar-when-unprivileged = true\n", "envvar"),
+    ("accept-nvidia-visible-devices-envvar-when-unprivileged = true\n"
+     "accept-nvidia-visible-devices-as-volume-mounts = true\n", "envvar"),
+    ("accept-nvidia-visible-devices-envvar-when-unprivileged = false\n"
+     "accept-nvidia-visible-devices-as-volume-mounts = true  # device plugin\n", "volume-mounts"),
+    ("accept-nvidia-visible-devices-envvar-when-unprivileged = false\n", "privileged-only"),
+])
+def test_isolation_follows_the_two_switches(tmp_path, toml_reader, switches, isolation):
+    text = switches + DEFAULT_CONFIG_TOML.replace("{mode}", "legacy")
+    toolkit = gf.collect(str(with_files(tmp_path, {CONFIG: text})))["toolkit"]
+    config = toolkit["runtime_config"]
+    assert config["mode"] == "legacy"
+    assert config["accept_envvar_unprivileged"] is ("envvar-when-unprivileged = true" in switches)
+    assert config["accept_volume_mounts"] is ("volume-mounts = true" in switches)
+    assert toolkit["isolation"] == isolation
+
+
+def test_mode_defaults_to_auto_and_keys_elsewhere_do_not_count(tmp_path, toml_reader):
+    text = ('[nvidia-container-runtime.modes.cdi]\nmode = "cdi"\n'
+            '[nvidia-container-cli]\naccept-nvidia-visible-devices-envvar-when-unprivileged = false\n')
+    config = gf.collect(str(with_files(tmp_path, {CONFIG: text})))["toolkit"]["runtime_config"]
+    assert (config["present"], config["mode"], config["accept_envvar_unprivileged"]) == (True, "auto", True)
+
+
+def test_isolation_is_null_without_toolkit_or_config():
+    assert facts("no-gpu")["toolkit"]["isolation"] is None
+    assert gf.isolation_of({"accept_envvar_unprivileged": None, "accept_volume_mounts": None}) is None
+
+
+@pytest.mark.parametrize("text, reason", [
+    ('[nvidia-container-runtime]\nmode = "cdi\n', "line 2"),
+    ("accept-nvidia-visible-devices-envvar-when-unprivileged\n", "line 1"),
+    ('accept-nvidia-visible-devices-as-volume-mounts = "yes"\n', "accept-nvidia-visible-devices-as-volume-mounts"),
+    ("[nvidia-container-runtime]\nmode = 3\n", "mode"),
+])
+def test_config_that_does_not_parse_is_a_warning(tmp_path, toml_reader, text, reason):
+    gpu = gf.collect(str(with_files(tmp_path, {CONFIG: text})))
+    config = gpu["toolkit"]["runtime_config"]
+    assert config["present"] is True
+    assert config["error"].startswith("/etc/nvidia-container-runtime/config.toml does not parse: ")
+    assert reason in config["error"]
+    assert (config["mode"], config["accept_envvar_unprivileged"], config["accept_volume_mounts"]) == (None,) * 3
+    assert gpu["toolkit"]["isolation"] is None
+    assert codes(gpu) == ["runtime_config_invalid"]
+    (finding,) = gpu["findings"]
+    assert finding["severity"] == "warning"
+    assert finding["message"].startswith(config["error"])
+    assert "nvidia-ctk config default --output=/etc/nvidia-container-runtime/config.toml" in finding["message"]
+
+
+def test_narrow_reader_reads_only_what_it_needs():
+    data = gf.parse_toml_narrowly(DEFAULT_CONFIG_TOML.replace("{mode}", "csv") + "[[array]]\nx = 1\n")
+    assert data["disable-require"] is False
+    assert data["supported-driver-capabilities"] == "compat32,compute,display,graphics,ngx,utility,video"
+    assert data["nvidia-container-runtime"] == {"log-level": "info", "mode": "csv", "runtimes": '["runc", "crun"]'}
+    assert "ldconfig" not in data and "path" not in data
+    assert gf.parse_toml_narrowly("mode = 'cdi' # single quotes\n") == {"mode": "cdi"}
+    with pytest.raises(gf.ConfigError, match="line 2"):
+        gf.parse_toml_narrowly("a = 1\nnot toml\n")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_config_readers_raise_only_config_error(text):
+    for reader in (gf.parse_toml_narrowly, gf.parse_runtime_config):
+        try:
+            reader(text)
+        except gf.ConfigError:
+            pass
+
+
+def test_cdi_specs_in_both_directories(tmp_path):
+    vendor = {"cdiVersion": "0.6.0", "kind": "vendor.example/fpga", "devices": [{"name": "a"}, {"name": 7}]}
+    root = with_files(tmp_path, {"var/run/cdi/nvidia.yaml": NVIDIA_CDI_YAML,
+                                 "etc/cdi/vendor.json": json.dumps(vendor),
+                                 "etc/cdi/broken.json": "{", "etc/cdi/notes.txt": "kind: x/y\n"})
+    cdi = gf.collect(str(root))["toolkit"]["cdi"]
+    assert cdi["specs"] == ["/etc/cdi/broken.json", "/etc/cdi/vendor.json", "/var/run/cdi/nvidia.yaml"]
+    assert cdi["source"] == "files"
+    assert cdi["devices"] == ["vendor.example/fpga=a", "nvidia.com/gpu=0",
+                              "nvidia.com/gpu=GPU-0a1b2c3d-0000-4000-8000-000000000000", "nvidia.com/gpu=all"]
+    assert len(cdi["errors"]) == 1 and cdi["errors"][0].startswith("/etc/cdi/broken.json: ")
+
+
+def test_cdi_yaml_with_sorted_keys_and_without_kind():
+    # The order a JSON-to-YAML converter writes: containerEdits before name in each device.
+    text = ("cdiVersion: 0.5.0\ncontainerEdits:\n  env:\n  - NVIDIA_VISIBLE_DEVICES=void\ndevices:\n"
+            "- containerEdits:\n    deviceNodes:\n    - path: /dev/nvidia0\n  name: '0'\n"
+            "- containerEdits:\n    hooks:\n    - hookName: createContainer\n  name: all\n"
+            "kind: nvidia.com/gpu  # the vendor and class\n")
+    assert gf.cdi_devices_from_yaml(text) == ["nvidia.com/gpu=0", "nvidia.com/gpu=all"]
+    with pytest.raises(ValueError):
+        gf.cdi_devices_from_yaml(NVIDIA_CDI_YAML.replace("kind: nvidia.com/gpu\n", ""))
+
+
+def host_root_tree(tmp_path, monkeypatch, ctk_output):
+    """A tree the module treats as the host itself, with nvidia-ctk and one spec."""
+    root = tmp_path / "host"
+    write(root, "var/run/cdi/nvidia.yaml", NVIDIA_CDI_YAML)
+    ctk = write(root, "usr/bin/nvidia-ctk", "#!/bin/sh\nexit 1\n", 0o755)
+    monkeypatch.setattr(gf, "is_host_root", lambda r: True)
+    run, calls = fake_run({("cdi", "list"): ctk_output})
+    return root, ctk, run, calls
+
+
+def test_cdi_devices_from_nvidia_ctk_on_the_host(tmp_path, monkeypatch):
+    out = "nvidia.com/gpu=0\nnvidia.com/gpu=GPU-x\nnvidia.com/gpu=all\n"
+    root, ctk, run, calls = host_root_tree(
+        tmp_path, monkeypatch, (0, out, 'time="..." level=info msg="Found 3 CDI devices"\n'))
+    cdi = gf.cdi_facts(str(root), 9, run=run)
+    assert calls == [[str(ctk), "cdi", "list"]]
+    assert cdi == {"specs": ["/var/run/cdi/nvidia.yaml"], "source": "nvidia-ctk cdi list", "errors": [],
+                   "devices": ["nvidia.com/gpu=0", "nvidia.com/gpu=GPU-x", "nvidia.com/gpu=all"]}
+
+
+def test_cdi_falls_back_to_the_files_when_nvidia_ctk_fails(tmp_path, monkeypatch):
+    root, _ctk, run, calls = host_root_tree(tmp_path, monkeypatch, (1, "", "boom"))
+    cdi = gf.cdi_facts(str(root), 9, run=run)
+    assert len(calls) == 1
+    assert cdi["source"] == "files"
+    assert cdi["devices"][-1] == "nvidia.com/gpu=all" and len(cdi["devices"]) == 3
+
+
+def test_nvidia_ctk_is_not_run_for_another_root(tmp_path):
+    root = with_files(tmp_path, {"var/run/cdi/nvidia.yaml": NVIDIA_CDI_YAML})
+    write(root, "usr/bin/nvidia-ctk", "#!/bin/sh\nexit 1\n", 0o755)
+    run, calls = fake_run({})
+    assert gf.cdi_facts(str(root), 9, run=run)["source"] == "files"
+    assert calls == []
+
+
+def test_parse_cdi_list():
+    assert gf.parse_cdi_list("INFO[0000] Found 2 CDI devices\nnvidia.com/gpu=0\n nvidia.com/gpu=all \n"
+                             "nvidia.com/gpu\n") == ["nvidia.com/gpu=0", "nvidia.com/gpu=all"]
+
+
+def test_cdi_mode_without_gpu_devices_is_an_error(tmp_path):
+    config = {CONFIG: DEFAULT_CONFIG_TOML.replace("{mode}", "cdi")}
+    gpu = gf.collect(str(with_files(tmp_path, config)))
+    assert codes(gpu) == ["cdi_spec_missing"]
+    (finding,) = gpu["findings"]
+    assert finding["severity"] == "error"
+    assert "mode \"cdi\" but no CDI specification lists nvidia.com/gpu devices (none in /etc/cdi or /var/run/cdi)" \
+        in finding["message"]
+    assert "nvidia-ctk cdi generate --output=/var/run/cdi/nvidia.yaml" in finding["message"]
+    assert "systemctl enable --now nvidia-cdi-refresh.path" in finding["message"]
+
+    other = {"etc/cdi/vendor.json": json.dumps({"kind": "vendor.example/fpga", "devices": [{"name": "a"}]})}
+    gpu = gf.collect(str(with_files(tmp_path / "other", dict(config, **other))))
+    assert codes(gpu) == ["cdi_spec_missing"]
+    assert "(specifications found: /etc/cdi/vendor.json)" in gpu["problems"][0]
+
+
+def test_cdi_mode_with_a_spec_or_without_a_driver_is_no_problem(tmp_path):
+    config = {CONFIG: DEFAULT_CONFIG_TOML.replace("{mode}", "cdi")}
+    gpu = gf.collect(str(with_files(tmp_path, dict(config, **{"var/run/cdi/nvidia.yaml": NVIDIA_CDI_YAML}))))
+    assert gpu["toolkit"]["runtime_config"]["mode"] == "cdi"
+    assert gpu["findings"] == []
+    gpu = gf.collect(str(with_files(tmp_path / "nodriver", config, case="one-gpu-no-driver")))
+    assert codes(gpu) == ["driver_not_loaded"]
+
+
+def test_cdi_refresh_units(tmp_path):
+    root = with_files(tmp_path, {"lib/systemd/system/nvidia-cdi-refresh.path": "[Path]\n",
+                                 "usr/lib/systemd/system/nvidia-cdi-refresh.service": "[Service]\n"})
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True)
+    (wants / "nvidia-cdi-refresh.path").symlink_to("/lib/systemd/system/nvidia-cdi-refresh.path")
+    assert gf.collect(str(root))["toolkit"]["cdi_refresh"] == {
+        "path": {"installed": True, "enabled": True, "masked": False},
+        "service": {"installed": True, "enabled": False, "masked": False}}
+    (root / "etc/systemd/system/nvidia-cdi-refresh.path").symlink_to("/dev/null")
+    assert gf.cdi_refresh_facts(str(root))["path"] == {"installed": False, "enabled": False, "masked": True}
+
+
+@pytest.mark.parametrize("comm, running", [("nvidia-persiste\n", True), ("nvidia-persistenced\n", True),
+                                           ("nvidia-smi\n", False), ("nvidia-persist\n", False)])
+def test_persistenced_from_proc(tmp_path, comm, running):
+    root = with_files(tmp_path, {"proc/1/comm": "systemd\n", "proc/2417/comm": comm, "proc/self-ish/comm": comm})
+    assert gf.collect(str(root))["toolkit"]["persistenced"] == {"running": running, "socket": False}
+
+
+def test_persistenced_socket(tmp_path):
+    root = with_files(tmp_path, {"var/run/nvidia-persistenced/socket": ""})
+    assert gf.persistenced_facts(str(root)) == {"running": False, "socket": True}
+
+
+@pytest.mark.parametrize("version, cdi_feature, expected", [
+    ("24.0.7", None, (False, False)),
+    ("24.0.7", True, (False, False)),
+    ("25.0.0", None, (True, False)),
+    ("25.0.5", True, (True, True)),
+    ("28.1.1", None, (True, False)),
+    ("28.2.0", None, (True, True)),
+    ("29.0.1", None, (True, True)),
+    ("28.5.1", False, (True, False)),
+    (None, True, (None, None)),
+    ("dev", None, (None, None)),
+])
+def test_docker_cdi_support(version, cdi_feature, expected):
+    assert gf.docker_cdi(version, cdi_feature) == expected
+
+
+def test_docker_cdi_from_the_recorded_version_and_daemon_json(tmp_path):
+    daemon = {"default-runtime": "nvidia", "runtimes": {"nvidia": {"path": "nvidia-container-runtime"}},
+              "features": {"cdi": True}}
+    fact = json.dumps({"server_version": "27.5.1", "install_source": "docker"})
+    root = with_files(tmp_path, {"etc/docker/daemon.json": json.dumps(daemon),
+                                 "etc/ansible/facts.d/gpuhost_docker.fact": fact})
+    docker = gf.collect(str(root))["docker"]
+    assert (docker["version"], docker["recorded_version"], docker["configured_cdi"]) == (None, "27.5.1", True)
+    assert (docker["cdi_supported"], docker["cdi_enabled"]) == (True, True)
+    write(root, "etc/ansible/facts.d/gpuhost_docker.fact", '{"server_version": ""}')
+    assert gf.collect(str(root))["docker"]["cdi_enabled"] is None
+
+
+def test_docker_cdi_from_the_engine(tmp_path, monkeypatch):
+    monkeypatch.setattr(gf, "under", lambda root, *parts: gf.os.path.join(str(tmp_path), *(p.lstrip("/") for p in parts)))
+    run, _calls = fake_run({("version",): (0, "28.2.2\n", ""), ("info",): (0, DOCKER_INFO, "")})
+    docker = gf.docker_facts("/", 7, which=lambda name: "/usr/bin/" + name, run=run)
+    assert (docker["version"], docker["recorded_version"], docker["configured_cdi"]) == ("28.2.2", None, None)
+    assert (docker["cdi_supported"], docker["cdi_enabled"]) == (True, True)

@@ -32,6 +32,18 @@ description:
     (the newest release in gpuhost's table of NVIDIA security bulletins, shipped with the module
     as C(module_utils/gpuhost_toolkit_security.py)) is reported as a problem that names the CVEs
     and bulletins.
+  - How the toolkit gives containers GPUs, read from files only; nothing is missing when a file is
+    absent. The runtime's settings in C(/etc/nvidia-container-runtime/config.toml) (its C(mode) and
+    the two C(accept-nvidia-visible-devices-*) switches, with NVIDIA's defaults where a key or the
+    file is absent; C(tomllib), and on Python 3.10 a narrow reader of just these keys); the CDI
+    specifications in C(/etc/cdi) and C(/var/run/cdi) and the devices they list; whether NVIDIA's
+    C(nvidia-cdi-refresh.path) and C(.service) units are installed and enabled (from the unit files
+    and the C(*.wants) links under C(/etc/systemd/system), without asking systemd); whether
+    C(nvidia-persistenced) runs (from C(/proc/*/comm)) and its socket exists.
+  - Whether the Docker engine supports CDI device requests (C(--device nvidia.com/gpu=all)) and has
+    them enabled, from its version (or, when the engine is not asked, the version the gpuhost
+    docker role recorded in C(/etc/ansible/facts.d/gpuhost_docker.fact)) and the C(features.cdi)
+    setting of C(/etc/docker/daemon.json).
   - The module never fails because a file is missing, unreadable or malformed, or because a
     command is missing, fails or times out; what could not be read is reported as V(null) or as
     an error text.
@@ -74,6 +86,9 @@ seealso:
   - name: NVIDIA Multi-Instance GPU User Guide
     description: How containers see GPUs whose MIG mode is enabled.
     link: https://docs.nvidia.com/datacenter/tesla/mig-user-guide/
+  - name: NVIDIA Container Toolkit, Support for Container Device Interface
+    description: CDI specifications, C(nvidia-ctk cdi generate) and the C(nvidia-cdi-refresh) units.
+    link: https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/cdi-support.html
   - name: Debian wiki, NVIDIA graphics drivers
     description: Installing the NVIDIA driver on Debian.
     link: https://wiki.debian.org/NvidiaGraphicsDrivers
@@ -195,6 +210,14 @@ gpu:
         - C(default_runtime) and C(runtimes) (sorted names) come from C(docker info).
         - C(configured_default_runtime) and C(configured_runtimes) come from C(etc/docker/daemon.json);
           C(daemon_json_error) is set when that file exists but cannot be read or parsed.
+          C(configured_cdi) is that file's C(features.cdi) setting (V(true), V(false), or V(null) when unset).
+        - C(recorded_version) is the C(server_version) in C(etc/ansible/facts.d/gpuhost_docker.fact),
+          which the gpuhost docker role writes; V(null) when the file is absent.
+        - C(cdi_supported) is true from Docker Engine 25.0, which accepts CDI device requests
+          (C(docker run --device nvidia.com/gpu=all)). C(cdi_enabled) tells whether the engine
+          accepts them now, from 28.2 unless C(features.cdi) is V(false), and from 25.0 to 28.1 only
+          with C(features.cdi) V(true). Both come from C(version), or C(recorded_version) when the
+          engine was not asked, and are V(null) when neither is known.
         - The engine is only queried when O(root) is C(/); otherwise C(version), C(running),
           C(default_runtime) and C(runtimes) are V(null).
       type: dict
@@ -207,7 +230,11 @@ gpu:
         error: null
         configured_default_runtime: nvidia
         configured_runtimes: [nvidia]
+        configured_cdi: null
         daemon_json_error: null
+        recorded_version: 28.5.1
+        cdi_supported: true
+        cdi_enabled: true
     toolkit:
       description:
         - The NVIDIA Container Toolkit as dpkg knows it. Only packages in state C(install ok installed)
@@ -219,6 +246,46 @@ gpu:
           C(missing_fixes) lists the fixes it lacks, oldest first, each with C(fixed_in), C(cves),
           C(bulletin) (the NVIDIA security bulletin's address) and C(published) (year and month).
           Both are V(false) and empty when the toolkit is not installed.
+        - C(runtime_config) is what C(etc/nvidia-container-runtime/config.toml) sets. C(present) tells
+          whether the file exists; C(mode) is the C([nvidia-container-runtime]) table's C(mode)
+          (V(auto), V(legacy), V(cdi), V(csv), V(jit-cdi); V(auto), NVIDIA's default, when the key or the
+          file is absent, with which the runtime picks V(cdi) for requests that name only CDI devices, V(csv)
+          on Tegra, and otherwise V(legacy) before toolkit 1.18.0 and V(jit-cdi) from 1.18.0).
+          C(accept_envvar_unprivileged) is the top-level
+          C(accept-nvidia-visible-devices-envvar-when-unprivileged) (default V(true)) and
+          C(accept_volume_mounts) is C(accept-nvidia-visible-devices-as-volume-mounts) (default
+          V(false)). When the file cannot be read or parsed, C(error) says why and C(mode) and both
+          switches are V(null).
+        - C(isolation) names what those two switches let a container do, as NVIDIA's runtime and hook
+          apply them to C(NVIDIA_VISIBLE_DEVICES) in every mode. V(envvar) - any container that sets
+          C(NVIDIA_VISIBLE_DEVICES) (many CUDA images do) gets those GPUs when the nvidia runtime runs
+          it, also unprivileged and without C(--gpus); where the nvidia runtime is Docker's default
+          runtime, that is every container. With C(accept_volume_mounts) also true, device lists
+          mounted under C(/var/run/nvidia-container-devices) are read first.
+          V(volume-mounts) - the variable is ignored for unprivileged containers; they get GPUs only
+          from device lists mounted under C(/var/run/nvidia-container-devices) (the Kubernetes device
+          plugin's volume-mounts strategy) or CDI annotations. V(privileged-only) - the variable is
+          honoured only for privileged containers; unprivileged ones get GPUs only from CDI annotations
+          or from CDI devices that the engine itself injects (C(--device nvidia.com/gpu=...)). Docker's
+          C(--gpus) hands its devices to NVIDIA's hook in C(NVIDIA_VISIBLE_DEVICES) too, so the last two
+          settings apply to it as well. V(null) when the toolkit is not installed and there is no
+          configuration file, or when the file does not parse.
+        - C(cdi) lists the CDI specifications (C(specs), files ending in C(.yaml), C(.yml) or C(.json)
+          in C(etc/cdi) and C(var/run/cdi); C(nvidia-ctk cdi generate) writes C(/var/run/cdi/nvidia.yaml))
+          and the fully qualified names of the devices they define (C(devices), such as
+          V(nvidia.com/gpu=0) and V(nvidia.com/gpu=all)). C(source) tells how the names were read,
+          V(nvidia-ctk cdi list) when O(root) is C(/) and C(/usr/bin/nvidia-ctk) runs successfully,
+          otherwise V(files), for which JSON specifications are parsed and YAML ones are read narrowly (the
+          top-level C(kind) and the C(name) of each entry of C(devices)), as hosts need not have a YAML
+          library. C(errors) names the specifications that could not be read that way.
+        - C(cdi_refresh) has C(path) and C(service), for NVIDIA's C(nvidia-cdi-refresh.path) and
+          C(nvidia-cdi-refresh.service) (toolkit 1.18.0 and newer), which regenerate
+          C(/var/run/cdi/nvidia.yaml) when the driver or the toolkit changes. Each has C(installed)
+          (a unit file in C(lib/systemd/system), C(usr/lib/systemd/system) or C(etc/systemd/system)),
+          C(enabled) (a link in C(etc/systemd/system/*.wants/)) and C(masked) (linked to C(/dev/null)).
+        - C(persistenced) has C(running), true when a process under C(proc/) is C(nvidia-persistenced)
+          (the kernel shortens the name in C(/proc/<pid>/comm) to V(nvidia-persiste)), and C(socket),
+          true when C(var/run/nvidia-persistenced/socket) exists.
       type: dict
       sample:
         installed: true
@@ -231,6 +298,23 @@ gpu:
         security_floor: 1.17.8
         below_security_floor: false
         missing_fixes: []
+        runtime_config:
+          path: /etc/nvidia-container-runtime/config.toml
+          present: true
+          error: null
+          mode: auto
+          accept_envvar_unprivileged: true
+          accept_volume_mounts: false
+        isolation: envvar
+        cdi:
+          specs: [/var/run/cdi/nvidia.yaml]
+          devices: [nvidia.com/gpu=0, nvidia.com/gpu=GPU-5d2b6a0e-8e36-4c5c-9b8b-0f6f3f0b8a01, nvidia.com/gpu=all]
+          source: nvidia-ctk cdi list
+          errors: []
+        cdi_refresh:
+          path: {installed: true, enabled: true, masked: false}
+          service: {installed: true, enabled: false, masked: false}
+        persistenced: {running: true, socket: true}
 ansible_facts:
   description: Facts set by the module.
   returned: always
@@ -241,12 +325,18 @@ ansible_facts:
       type: dict
 """
 
+import glob
 import json
 import os
 import re
 import stat
 import subprocess
 from collections import OrderedDict
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: read_runtime_config falls back to a narrow reader
+    tomllib = None
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.gpuhost_toolkit_security import describe_fixes, missing_fixes, security_floor
@@ -717,10 +807,65 @@ def parse_docker_info(text):
             sorted(str(k) for k in runtimes) if isinstance(runtimes, dict) else None)
 
 
+DOCKER_LOCAL_FACT = "etc/ansible/facts.d/gpuhost_docker.fact"
+# Docker Engine 25.0 added CDI device requests (--device vendor/class=name) behind the daemon's
+# "features": {"cdi": true}; 28.2.0 turned it on by default.
+DOCKER_CDI_SUPPORTED = (25, 0)
+DOCKER_CDI_DEFAULT = (28, 2)
+
+
+def parse_daemon_cdi_feature(text):
+    """The daemon.json `features.cdi` setting: True, False, or None when it is not set (or unreadable)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    features = data.get("features") if isinstance(data, dict) else None
+    value = features.get("cdi") if isinstance(features, dict) else None
+    return value if isinstance(value, bool) else None
+
+
+def engine_release(version):
+    """'28.2.1' -> (28, 2); None when the text does not start with a major.minor version."""
+    match = re.match(r"^v?(\d+)\.(\d+)", (version or "").strip())
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def recorded_docker_version(root):
+    """server_version from the local fact the docker role writes, or None."""
+    text = read_text(under(root, DOCKER_LOCAL_FACT), limit=64 * 1024)
+    try:
+        data = json.loads(text) if text else None
+    except ValueError:
+        return None
+    version = data.get("server_version") if isinstance(data, dict) else None
+    return version.strip() if isinstance(version, str) and version.strip() else None
+
+
+def docker_cdi(version, cdi_feature):
+    """(cdi_supported, cdi_enabled) for an engine version and the daemon.json features.cdi setting."""
+    release = engine_release(version)
+    if release is None:
+        return None, None
+    if release < DOCKER_CDI_SUPPORTED:
+        return False, False
+    if cdi_feature is not None:
+        return True, cdi_feature
+    return True, release >= DOCKER_CDI_DEFAULT
+
+
 def docker_facts(root, timeout, which=None, run=run_command):
+    facts = engine_facts(root, timeout, which=which, run=run)
+    facts["recorded_version"] = recorded_docker_version(root)
+    facts["cdi_supported"], facts["cdi_enabled"] = docker_cdi(
+        facts["version"] or facts["recorded_version"], facts["configured_cdi"])
+    return facts
+
+
+def engine_facts(root, timeout, which=None, run=run_command):
     facts = {"installed": False, "running": None, "version": None, "default_runtime": None,
              "runtimes": None, "error": None, "configured_default_runtime": None,
-             "configured_runtimes": None, "daemon_json_error": None}
+             "configured_runtimes": None, "configured_cdi": None, "daemon_json_error": None}
 
     path = under(root, "etc/docker/daemon.json")
     if os.path.lexists(path):
@@ -731,6 +876,7 @@ def docker_facts(root, timeout, which=None, run=run_command):
             default, runtimes, error = parse_daemon_json(text)
             facts["configured_default_runtime"] = default
             facts["configured_runtimes"] = runtimes
+            facts["configured_cdi"] = parse_daemon_cdi_feature(text)
             if error:
                 facts["daemon_json_error"] = "/etc/docker/daemon.json is %s" % error
 
@@ -778,21 +924,285 @@ def parse_dpkg_status(text, wanted=TOOLKIT_PACKAGES):
     return OrderedDict((name, found[name]) for name in wanted if name in found)
 
 
-def toolkit_facts(root):
+def toolkit_facts(root, timeout=20, run=run_command):
     packages = parse_dpkg_status(read_text(under(root, "var/lib/dpkg/status"), limit=64 * 1024 * 1024))
     version = packages.get("nvidia-container-toolkit")
     try:
         lacking = missing_fixes(version) if version else []
     except ValueError:
         lacking = []  # not a Debian version; dpkg would not have installed it
+    installed = "nvidia-container-toolkit" in packages
+    runtime_config = runtime_config_facts(root)
     return {
-        "installed": "nvidia-container-toolkit" in packages,
+        "installed": installed,
         "version": version,
         "packages": dict(packages),
         "security_floor": security_floor(),
         "below_security_floor": bool(lacking),
         "missing_fixes": lacking,
+        "runtime_config": runtime_config,
+        "isolation": isolation_of(runtime_config) if installed or runtime_config["present"] else None,
+        "cdi": cdi_facts(root, timeout, run=run),
+        "cdi_refresh": cdi_refresh_facts(root),
+        "persistenced": persistenced_facts(root),
     }
+
+
+# ---------------------------------------------------------------------------
+# The toolkit's runtime configuration, CDI specifications, nvidia-persistenced
+# ---------------------------------------------------------------------------
+
+RUNTIME_CONFIG = "etc/nvidia-container-runtime/config.toml"
+# The keys and defaults of NVIDIA's config.toml (api/config/v1/config.go in nvidia-container-toolkit).
+ENVVAR_UNPRIVILEGED_KEY = "accept-nvidia-visible-devices-envvar-when-unprivileged"
+VOLUME_MOUNTS_KEY = "accept-nvidia-visible-devices-as-volume-mounts"
+RUNTIME_TABLE = "nvidia-container-runtime"
+DEFAULT_MODE = "auto"
+
+CDI_SPEC_DIRS = ("etc/cdi", "var/run/cdi")
+CDI_GPU_KIND = "nvidia.com/gpu"
+CDI_SUFFIXES = (".yaml", ".yml", ".json")
+CDI_REFRESH_UNITS = ("nvidia-cdi-refresh.path", "nvidia-cdi-refresh.service")
+UNIT_DIRS = ("lib/systemd/system", "usr/lib/systemd/system", "etc/systemd/system")
+PERSISTENCED = "nvidia-persistenced"
+# The kernel keeps 15 characters of a program's name in /proc/<pid>/comm.
+PERSISTENCED_COMM = PERSISTENCED[:15]
+PERSISTENCED_SOCKET = "var/run/nvidia-persistenced/socket"
+
+_CDI_DEVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*=[A-Za-z0-9][A-Za-z0-9._:-]*$")
+_TOML_KEY_RE = re.compile(r"^([A-Za-z0-9_-]+|\"[^\"]*\")\s*=\s*(.*)$")
+_TOML_TABLE_RE = re.compile(r"^\[\s*([A-Za-z0-9_.\"-]+)\s*\]\s*(?:#.*)?$")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class Unparsed(str):
+    """A TOML value that the narrow reader keeps as text: a number, an array, a date."""
+
+
+def _toml_scalar(text):
+    """A narrow reading of one TOML value: true/false, a quoted string, or anything else as text."""
+    value = text.strip()
+    if value.startswith(('"', "'")):
+        quote = value[0]
+        end = value.find(quote, 1)
+        if end < 0:
+            raise ConfigError("unterminated string: %s" % value)
+        rest = value[end + 1:].strip()
+        if rest and not rest.startswith("#"):
+            raise ConfigError("unexpected text after a string: %s" % value)
+        return value[1:end]
+    value = value.split("#", 1)[0].strip()
+    if value == "true":
+        return True
+    if value == "false":
+        return False
+    if not value:
+        raise ConfigError("a key without a value")
+    return Unparsed(value)
+
+
+def parse_toml_narrowly(text):
+    """The top-level keys and the [nvidia-container-runtime] table's keys of a config.toml.
+
+    For Python 3.10, which has no tomllib: only single-line `key = value` pairs are read; values
+    that are not booleans or strings are kept as Unparsed text. Other tables are skipped.
+    """
+    data = {}
+    table = data
+    for number, raw in enumerate((text or "").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            match = _TOML_TABLE_RE.match(line)
+            if not match or line.startswith("[["):
+                table = None  # an array of tables or a form this reader does not need
+                continue
+            name = match.group(1).strip().strip('"')
+            table = data.setdefault(RUNTIME_TABLE, {}) if name == RUNTIME_TABLE else None
+            continue
+        match = _TOML_KEY_RE.match(line)
+        if not match:
+            raise ConfigError("line %d is not a key = value pair: %s" % (number, line))
+        if table is None:
+            continue
+        try:
+            table[match.group(1).strip('"')] = _toml_scalar(match.group(2))
+        except ConfigError as e:
+            raise ConfigError("line %d: %s" % (number, e))
+    return data
+
+
+def parse_runtime_config(text):
+    """The settings gpuhost reports from the text of config.toml; ConfigError when it does not parse."""
+    if tomllib is not None:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(str(e))
+    else:
+        data = parse_toml_narrowly(text)
+    runtime = data.get(RUNTIME_TABLE, {})
+    if not isinstance(runtime, dict):
+        raise ConfigError("%s is not a table" % RUNTIME_TABLE)
+
+    def setting(table, key, default, kind):
+        value = table.get(key, default)
+        if not isinstance(value, kind) or isinstance(value, Unparsed):
+            raise ConfigError("%s = %r is not a %s" % (key, value, "boolean" if kind is bool else "string"))
+        return value
+
+    return {
+        "mode": setting(runtime, "mode", DEFAULT_MODE, str),
+        "accept_envvar_unprivileged": setting(data, ENVVAR_UNPRIVILEGED_KEY, True, bool),
+        "accept_volume_mounts": setting(data, VOLUME_MOUNTS_KEY, False, bool),
+    }
+
+
+def runtime_config_facts(root):
+    facts = {"path": "/" + RUNTIME_CONFIG, "present": False, "error": None, "mode": DEFAULT_MODE,
+             "accept_envvar_unprivileged": True, "accept_volume_mounts": False}
+    path = under(root, RUNTIME_CONFIG)
+    if not os.path.lexists(path):
+        return facts
+    facts["present"] = True
+    text = read_text(path)
+    try:
+        if text is None:
+            raise ConfigError("cannot be read")
+        facts.update(parse_runtime_config(text))
+    except ConfigError as e:
+        facts.update(mode=None, accept_envvar_unprivileged=None, accept_volume_mounts=None,
+                     error="%s does not parse: %s" % (facts["path"], e))
+    return facts
+
+
+def isolation_of(runtime_config):
+    """How a container asks the toolkit for GPUs, from the two accept-* settings (None when unknown)."""
+    envvar = runtime_config.get("accept_envvar_unprivileged")
+    mounts = runtime_config.get("accept_volume_mounts")
+    if envvar is None or mounts is None:
+        return None
+    if envvar:
+        return "envvar"
+    return "volume-mounts" if mounts else "privileged-only"
+
+
+def cdi_devices_from_json(text):
+    data = json.loads(text)
+    if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+        raise ValueError("no kind")
+    devices = data.get("devices")
+    names = [d.get("name") for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
+    return ["%s=%s" % (data["kind"], name) for name in names if isinstance(name, str) and name]
+
+
+def _yaml_scalar(text):
+    value = text.split(" #", 1)[0].strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        value = value[1:-1]
+    return value
+
+
+def cdi_devices_from_yaml(text):
+    """`kind=name` of each device of a CDI spec in YAML, read narrowly: the top-level `kind:` and
+    the `name:` keys of the entries of the top-level `devices:` list."""
+    kind = None
+    names = []
+    in_devices = False
+    item_column = None
+    for line in (text or "").splitlines():
+        if not line.strip() or line.lstrip().startswith("#") or line.strip() in ("---", "..."):
+            continue
+        if not line[0].isspace() and not line.startswith("-"):
+            key, _sep, value = line.partition(":")
+            in_devices = key.strip() == "devices"
+            if key.strip() == "kind":
+                kind = _yaml_scalar(value) or None
+            continue
+        if not in_devices:
+            continue
+        match = re.match(r"^(\s*)(-\s+)?([A-Za-z]+):(.*)$", line)
+        if not match:
+            continue
+        indent, dash, key, value = match.groups()
+        column = len(indent) + len(dash or "")
+        if dash and item_column is None:
+            item_column = column
+        if key == "name" and column == item_column:
+            name = _yaml_scalar(value)
+            if name:
+                names.append(name)
+    if not kind:
+        raise ValueError("no kind")
+    return ["%s=%s" % (kind, name) for name in names]
+
+
+def parse_cdi_list(text):
+    """The fully qualified device names that `nvidia-ctk cdi list` prints, one a line."""
+    return [line.strip() for line in (text or "").splitlines() if _CDI_DEVICE_RE.match(line.strip())]
+
+
+def cdi_facts(root, timeout=20, run=run_command):
+    facts = {"specs": [], "devices": [], "source": None, "errors": []}
+    seen = set()
+    for spec_dir in CDI_SPEC_DIRS:
+        for path in sorted(glob.glob(os.path.join(glob.escape(under(root, spec_dir)), "*"))):
+            real = os.path.realpath(path)
+            if not path.endswith(CDI_SUFFIXES) or real in seen:
+                continue
+            seen.add(real)
+            facts["specs"].append("/" + os.path.relpath(path, root).replace(os.sep, "/"))
+    if not facts["specs"]:
+        return facts
+    ctk = under(root, "usr/bin/nvidia-ctk")
+    if is_host_root(root) and is_executable(ctk):
+        rc, out, _err = run([ctk, "cdi", "list"], timeout)
+        if rc == 0:
+            facts["source"] = "nvidia-ctk cdi list"
+            facts["devices"] = parse_cdi_list(out)
+            return facts
+    facts["source"] = "files"
+    devices = []
+    for spec in facts["specs"]:
+        text = read_text(under(root, spec))
+        try:
+            if text is None:
+                raise ValueError("cannot be read")
+            found = cdi_devices_from_json(text) if spec.endswith(".json") else cdi_devices_from_yaml(text)
+        except ValueError as e:
+            facts["errors"].append("%s: %s" % (spec, str(e).splitlines()[0] if str(e) else "does not parse"))
+            continue
+        devices.extend(name for name in found if name not in devices)
+    facts["devices"] = devices
+    return facts
+
+
+def unit_facts(root, unit):
+    installed = any(os.path.lexists(under(root, unit_dir, unit)) for unit_dir in UNIT_DIRS)
+    try:
+        masked = os.readlink(under(root, "etc/systemd/system", unit)) == "/dev/null"
+    except (OSError, ValueError):
+        masked = False
+    wants = glob.glob(os.path.join(glob.escape(under(root, "etc/systemd/system")), "*.wants", unit))
+    return {"installed": installed and not masked, "enabled": bool(wants) and not masked, "masked": masked}
+
+
+def cdi_refresh_facts(root):
+    return {unit.rsplit(".", 1)[1]: unit_facts(root, unit) for unit in CDI_REFRESH_UNITS}
+
+
+def persistenced_facts(root):
+    running = False
+    for comm in glob.glob(os.path.join(glob.escape(under(root, "proc")), "[0-9]*", "comm")):
+        name = (read_text(comm, limit=256) or "").strip()
+        if name in (PERSISTENCED, PERSISTENCED_COMM):
+            running = True
+            break
+    return {"running": running, "socket": os.path.exists(under(root, PERSISTENCED_SOCKET))}
 
 
 # ---------------------------------------------------------------------------
@@ -883,6 +1293,25 @@ def find_problems(gpu):
             "for the newest)."
             % (toolkit["version"], floor, describe_fixes(toolkit["missing_fixes"]), floor, floor))
 
+    runtime_config = toolkit.get("runtime_config") or {}
+    if runtime_config.get("error"):
+        add("runtime_config_invalid", "warning",
+            "%s NVIDIA's runtime and hook stop with an error when they cannot load it, so GPU containers "
+            "fail to start: correct the file, or write NVIDIA's defaults with nvidia-ctk config default "
+            "--output=/etc/nvidia-container-runtime/config.toml." % _sentence(runtime_config["error"]))
+
+    cdi = toolkit.get("cdi") or {}
+    gpu_devices = [d for d in cdi.get("devices") or [] if d.startswith(CDI_GPU_KIND + "=")]
+    if runtime_config.get("mode") == "cdi" and driver["loaded"] and not gpu_devices:
+        specs = cdi.get("specs") or []
+        where = (" (specifications found: %s)" % ", ".join(specs)) if specs else " (none in /etc/cdi or /var/run/cdi)"
+        add("cdi_spec_missing", "error",
+            "The NVIDIA Container Runtime is in mode \"cdi\" but no CDI specification lists %s devices%s: "
+            "containers that ask for a GPU fail to start. Generate the specification with nvidia-ctk cdi "
+            "generate --output=/var/run/cdi/nvidia.yaml, or enable NVIDIA's refresh unit (systemctl enable "
+            "--now nvidia-cdi-refresh.path, toolkit 1.18 or newer), which regenerates it after driver "
+            "and toolkit upgrades." % (CDI_GPU_KIND, where))
+
     mig = [g for g in smi["gpus"] if (g["mig_mode"] or "").lower() == "enabled"]
     if mig:
         which = ", ".join("%d (%s)" % (g["index"], g["name"] or "unknown GPU") for g in mig)
@@ -955,7 +1384,7 @@ def collect(root="/", nvidia_smi=None, timeout=20, which=None, run=run_command):
     gpu["driver"] = driver_facts(root)
     gpu["nvidia_smi"] = nvidia_smi_facts(smi_path, timeout, run=run)
     gpu["docker"] = docker_facts(root, timeout, which=which, run=run)
-    gpu["toolkit"] = toolkit_facts(root)
+    gpu["toolkit"] = toolkit_facts(root, timeout, run=run)
     findings = find_problems(gpu)
     gpu["findings"] = findings
     gpu["problems"] = [f["message"] for f in findings]
