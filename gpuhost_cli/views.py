@@ -236,6 +236,80 @@ def facts_overview(facts: Mapping[str, Any]) -> list[tuple[str, str]]:
     else:
         text = UNKNOWN
     rows.append(("NVIDIA Container Toolkit", text))
+    rows.extend(toolkit_rows(toolkit if isinstance(toolkit, Mapping) else {},
+                             docker if isinstance(docker, Mapping) else {}))
+    return rows
+
+
+ISOLATION_WORDS = {
+    "envvar": "any container that sets NVIDIA_VISIBLE_DEVICES gets GPUs from the nvidia runtime",
+    "volume-mounts": "unprivileged containers get GPUs only by volume mounts or CDI",
+    "privileged-only": "NVIDIA_VISIBLE_DEVICES honoured only for privileged containers",
+}
+
+
+def _short_device(name: str) -> str:
+    """A CDI device name with a long device part (a UUID) cut to its start and end:
+    nvidia.com/gpu=GPU-0a1b…0007."""
+    kind, sep, device = name.partition("=")
+    if not sep or len(device) <= 12:
+        return name
+    return f"{kind}={device[:8]}…{device[-4:]}"
+
+
+def toolkit_rows(toolkit: Mapping[str, Any], docker: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """How the toolkit gives containers GPUs: runtime mode, isolation, CDI, refresh units, persistenced."""
+    rows: list[tuple[str, str]] = []
+    config = _get(toolkit, "runtime_config", default={})
+    if _get(config, "error"):
+        text = f"not readable: {_get(config, 'error')}"
+    elif _get(config, "mode"):
+        text = str(_get(config, "mode")) + ("" if _get(config, "present") else " (no config.toml: NVIDIA's default)")
+    else:
+        text = UNKNOWN
+    rows.append(("Runtime mode", text))
+    isolation = _get(toolkit, "isolation")
+    rows.append(("GPU isolation", f"{isolation} ({ISOLATION_WORDS[isolation]})" if isolation in ISOLATION_WORDS
+                 else str(isolation) if isolation else UNKNOWN))
+
+    cdi = _get(toolkit, "cdi", default={})
+    devices = [str(d) for d in _get(cdi, "devices", default=[])] if isinstance(_get(cdi, "devices"), list) else None
+    if devices:
+        shown = ", ".join(_short_device(d) for d in devices[:4])
+        text = f"{len(devices)}: {shown}" + (f", +{len(devices) - 4} more" if len(devices) > 4 else "")
+    elif devices is not None:
+        specs = _get(cdi, "specs", default=[])
+        text = f"none (in {len(specs)} specification(s))" if specs else "none (no CDI specification)"
+    else:
+        text = UNKNOWN
+    supported, enabled = _get(docker, "cdi_supported"), _get(docker, "cdi_enabled")
+    if enabled:
+        text += "; Docker CDI enabled"
+    elif supported:
+        text += "; Docker CDI not enabled"
+    elif supported is False:
+        text += "; Docker too old for CDI"
+    rows.append(("CDI devices", text))
+
+    refresh = _get(toolkit, "cdi_refresh", default={})
+    if refresh:
+        words = []
+        for unit in ("path", "service"):
+            state = _get(refresh, unit, default={})
+            word = ("masked" if _get(state, "masked") else "enabled" if _get(state, "enabled")
+                    else "installed" if _get(state, "installed") else "not installed")
+            words.append(f".{unit} {word}")
+        rows.append(("CDI refresh", "nvidia-cdi-refresh " + ", ".join(words)))
+    else:
+        rows.append(("CDI refresh", UNKNOWN))
+
+    persistenced = _get(toolkit, "persistenced", default={})
+    if persistenced:
+        running = "running" if _get(persistenced, "running") else "not running"
+        socket = "socket present" if _get(persistenced, "socket") else "no socket"
+        rows.append(("nvidia-persistenced", f"{running}, {socket}"))
+    else:
+        rows.append(("nvidia-persistenced", UNKNOWN))
     return rows
 
 

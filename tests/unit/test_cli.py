@@ -365,6 +365,11 @@ def test_facts_of_a_recorded_host(cli, local_inventory):
     assert "loaded, 550.54.15" in out
     assert "GPU 0" in out and "GPU 7" in out and "80 GiB" in out and "CUDA 12.4" in out
     assert "1.17.8-1" in out
+    assert "Runtime mode" in out and "auto (no config.toml: NVIDIA's default)" in out
+    assert "envvar (any container that sets NVIDIA_VISIBLE_DEVICES gets GPUs" in out
+    assert "none (no CDI specification)" in out
+    assert "nvidia-cdi-refresh .path not installed, .service not installed" in out
+    assert "not running, no socket" in out
     assert "Problems" in out
 
 
@@ -405,8 +410,48 @@ def test_facts_table_is_defensive_about_missing_keys():
     assert rows["nvidia-smi"] == "not working: nvidia-smi was not found"
     assert rows["Docker"] == "not installed"
     assert rows["NVIDIA Container Toolkit"] == "unknown"
+    assert rows["Runtime mode"] == rows["GPU isolation"] == rows["CDI devices"] == "unknown"
+    assert rows["CDI refresh"] == rows["nvidia-persistenced"] == "unknown"
     assert views.facts_of({"ansible_facts": {"gpuhost_gpu": {"summary": "s"}}}) == {"summary": "s"}
     assert views.facts_of(None) == {}
+
+
+def test_facts_view_of_the_toolkit_and_cdi():
+    uuids = [f"nvidia.com/gpu=GPU-0a1b2c3d-0000-4000-8000-00000000000{i}" for i in range(4)]
+    facts = {
+        "toolkit": {
+            "installed": True, "version": "1.18.1-1",
+            "runtime_config": {"present": True, "error": None, "mode": "cdi"},
+            "isolation": "privileged-only",
+            "cdi": {"specs": ["/var/run/cdi/nvidia.yaml"], "devices": ["nvidia.com/gpu=0", *uuids, "nvidia.com/gpu=all"]},
+            "cdi_refresh": {"path": {"installed": True, "enabled": True, "masked": False},
+                            "service": {"installed": True, "enabled": False, "masked": False}},
+            "persistenced": {"running": True, "socket": True},
+        },
+        "docker": {"installed": True, "recorded_version": "28.5.1", "cdi_supported": True, "cdi_enabled": True},
+    }
+    rows = dict(views.facts_overview(facts))
+    assert rows["Runtime mode"] == "cdi"
+    assert rows["GPU isolation"] == "privileged-only (NVIDIA_VISIBLE_DEVICES honoured only for privileged containers)"
+    assert rows["CDI devices"] == ("6: nvidia.com/gpu=0, nvidia.com/gpu=GPU-0a1b…0000, nvidia.com/gpu=GPU-0a1b…0001, "
+                                   "nvidia.com/gpu=GPU-0a1b…0002, +2 more; Docker CDI enabled")
+    assert rows["CDI refresh"] == "nvidia-cdi-refresh .path enabled, .service installed"
+    assert rows["nvidia-persistenced"] == "running, socket present"
+    text = views.render_text([views.facts_table("gpu1", facts)], width=240)
+    assert "privileged-only" in text and "Docker CDI enabled" in text and "running, socket present" in text
+
+    facts["toolkit"]["runtime_config"] = {"present": True, "error": "config.toml does not parse: line 2", "mode": None}
+    facts["toolkit"]["isolation"] = None
+    facts["toolkit"]["cdi"] = {"specs": ["/etc/cdi/vendor.json"], "devices": []}
+    facts["toolkit"]["cdi_refresh"]["path"] = {"installed": False, "enabled": False, "masked": True}
+    facts["docker"] = {"cdi_supported": False, "cdi_enabled": False}
+    rows = dict(views.facts_overview(facts))
+    assert rows["Runtime mode"] == "not readable: config.toml does not parse: line 2"
+    assert rows["GPU isolation"] == "unknown"
+    assert rows["CDI devices"] == "none (in 1 specification(s)); Docker too old for CDI"
+    assert rows["CDI refresh"] == "nvidia-cdi-refresh .path masked, .service installed"
+    facts["docker"] = {"cdi_supported": True, "cdi_enabled": False}
+    assert dict(views.facts_overview(facts))["CDI devices"].endswith("; Docker CDI not enabled")
 
 
 # ---- verify --------------------------------------------------------------------------------
