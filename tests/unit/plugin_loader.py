@@ -107,3 +107,34 @@ def run_main(module, args, check_mode=False, diff=False):
         except ModuleExit as done:
             return done.result
     raise AssertionError("the module returned without calling exit_json or fail_json")
+
+
+def run_local_play(play, tmp_path, extravars, *args, name="play.yml", timeout=180):
+    """Run ``play`` (a list of plays) on localhost with gpuhost's filters; JSON results.
+
+    ``extravars`` are given as JSON, as inventory values would override a role's defaults.
+    Returns (exit status, Ansible's JSON report).
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    playbook = tmp_path / name
+    playbook.write_text(yaml.safe_dump(play, sort_keys=False))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env.update(ANSIBLE_HOME=str(tmp_path / "ansible-home"), ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
+               ANSIBLE_FILTER_PLUGINS=str(REPO / "gpuhost_cli" / "ansible_plugins" / "filter"),
+               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+               ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                           *args, "-e", f"ansible_python_interpreter={sys.executable}",
+                           "-e", json.dumps(extravars), str(playbook)],
+                          cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=timeout)
+    try:
+        return proc.returncode, json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError(f"no JSON (rc={proc.returncode})\n{proc.stdout}\n{proc.stderr}") from None
+

@@ -8,16 +8,14 @@ tasks, run by ansible-playbook, refuse and warn with the table's CVEs.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from plugin_loader import use_module_utils
+from plugin_loader import run_local_play, use_module_utils
 
 from gpuhost_cli.ansible_plugins.filter.nvidia_toolkit import (
     FilterModule,
@@ -202,22 +200,8 @@ def run_preflight(tmp_path, version, allow=False):
              "tasks": tasks}]
     # As inventory values would, these override the role's defaults (extra vars, as JSON).
     given = {"nvidia_container_toolkit_version": version, "nvidia_container_toolkit_allow_vulnerable": allow}
-    playbook = tmp_path / "preflight.yml"
-    playbook.write_text(yaml.safe_dump(play, sort_keys=False))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env.update(ANSIBLE_HOME=str(tmp_path / "ansible-home"), ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
-               ANSIBLE_FILTER_PLUGINS=str(REPO / "gpuhost_cli" / "ansible_plugins" / "filter"),
-               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-               ANSIBLE_NOCOLOR="1")
-    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-                           "-e", f"ansible_python_interpreter={sys.executable}", "-e", json.dumps(given),
-                           str(playbook)],
-                          cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=180)
-    try:
-        report = json.loads(proc.stdout)
-    except ValueError:
-        raise AssertionError(f"no JSON (rc={proc.returncode})\n{proc.stdout}\n{proc.stderr}") from None
-    return proc.returncode, [t["hosts"]["localhost"] for t in report["plays"][0]["tasks"]]
+    rc, report = run_local_play(play, tmp_path, given, name="preflight.yml")
+    return rc, [t["hosts"]["localhost"] for t in report["plays"][0]["tasks"]]
 
 
 def test_preflight_refuses_a_pin_below_the_floor_listing_every_cve(tmp_path):

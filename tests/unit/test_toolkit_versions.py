@@ -9,15 +9,12 @@ ansible-playbook; the lab's stand-in nvidia-ctk behaves as each release does.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from plugin_loader import use_module_utils
+from plugin_loader import run_local_play, use_module_utils
 
 from gpuhost_cli.ansible_plugins.filter.nvidia_toolkit import (
     FilterModule,
@@ -132,24 +129,11 @@ def run_dev_char_tasks(tmp_path, version):
              # What the install task registers when it ran.
              "vars": {"__nvidia_container_toolkit_installed": {"changed": True}},
              "tasks": tasks}]
-    playbook = tmp_path / "dev-char.yml"
-    playbook.write_text(yaml.safe_dump(play, sort_keys=False))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env.update(ANSIBLE_HOME=str(tmp_path / "ansible-home"), ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
-               ANSIBLE_FILTER_PLUGINS=str(REPO / "gpuhost_cli" / "ansible_plugins" / "filter"),
-               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-               ANSIBLE_NOCOLOR="1")
-    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-                           "--check", "--diff", "-e", f"ansible_python_interpreter={sys.executable}",
-                           "-e", json.dumps({"nvidia_container_toolkit_version": version}), str(playbook)],
-                          cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=180)
-    try:
-        report = json.loads(proc.stdout)
-    except ValueError:
-        raise AssertionError(f"no JSON (rc={proc.returncode})\n{proc.stdout}\n{proc.stderr}") from None
+    rc, report = run_local_play(play, tmp_path, {"nvidia_container_toolkit_version": version}, "--check", "--diff",
+                                name="dev-char.yml")
     results = {t["task"]["name"]: t["hosts"]["localhost"] for t in report["plays"][0]["tasks"]}
     assert not rule.exists(), "check mode wrote the rule"
-    return proc.returncode, results
+    return rc, results
 
 
 def rule_line(result):
