@@ -299,6 +299,18 @@ def _epoch(fields, index):
     return int(value) if value.isdigit() else None
 
 
+def _key_record(fields):
+    """What a `pub`, `sec`, `sub` or `ssb` record of a colon listing says about its key."""
+    return {
+        "fingerprint": None,
+        "validity": fields[1] if len(fields) > 1 else "",
+        "created": _epoch(fields, 5),
+        "expires": _epoch(fields, 6),
+        "capabilities": fields[11] if len(fields) > 11 else "",
+        "revoked_at": None,
+    }
+
+
 def parse_colon_listing(text):
     """Parse `gpg --with-colons` output into a list of primary keys.
 
@@ -317,29 +329,12 @@ def parse_colon_listing(text):
         fields = line.split(":")
         rtype = fields[0]
         if rtype in ("pub", "sec"):
-            current = {
-                "type": rtype,
-                "fingerprint": None,
-                "validity": fields[1] if len(fields) > 1 else "",
-                "created": _epoch(fields, 5),
-                "expires": _epoch(fields, 6),
-                "capabilities": fields[11] if len(fields) > 11 else "",
-                "revoked_at": None,
-                "uids": [],
-                "subkeys": [],
-            }
+            current = dict(_key_record(fields), type=rtype, uids=[], subkeys=[])
             sub = None
             keys.append(current)
         elif rtype in ("sub", "ssb"):
             if current is not None:
-                sub = {
-                    "fingerprint": None,
-                    "validity": fields[1] if len(fields) > 1 else "",
-                    "created": _epoch(fields, 5),
-                    "expires": _epoch(fields, 6),
-                    "capabilities": fields[11] if len(fields) > 11 else "",
-                    "revoked_at": None,
-                }
+                sub = _key_record(fields)
                 current["subkeys"].append(sub)
         elif rtype == "fpr":
             value = fields[9].upper() if len(fields) > 9 else ""
