@@ -779,17 +779,23 @@ def nvidia_smi_facts(path, timeout, run=run_command):
 # ---------------------------------------------------------------------------
 
 def parse_daemon_json(text):
-    """(default runtime, runtime names, error) from the text of daemon.json."""
+    """(default runtime, runtime names, `features.cdi`, error) from the text of daemon.json.
+
+    `features.cdi` is True, False, or None when it is not set.
+    """
     try:
         data = json.loads(text)
     except ValueError as e:
-        return None, None, "not valid JSON: %s" % e
+        return None, None, None, "not valid JSON: %s" % e
     if not isinstance(data, dict):
-        return None, None, "not a JSON object"
+        return None, None, None, "not a JSON object"
     default = data.get("default-runtime")
     runtimes = data.get("runtimes")
+    features = data.get("features")
+    cdi = features.get("cdi") if isinstance(features, dict) else None
     return (default if isinstance(default, str) else None,
             sorted(str(k) for k in runtimes) if isinstance(runtimes, dict) else None,
+            cdi if isinstance(cdi, bool) else None,
             None)
 
 
@@ -812,17 +818,6 @@ DOCKER_LOCAL_FACT = "etc/ansible/facts.d/gpuhost_docker.fact"
 # "features": {"cdi": true}; 28.2.0 turned it on by default.
 DOCKER_CDI_SUPPORTED = (25, 0)
 DOCKER_CDI_DEFAULT = (28, 2)
-
-
-def parse_daemon_cdi_feature(text):
-    """The daemon.json `features.cdi` setting: True, False, or None when it is not set (or unreadable)."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    features = data.get("features") if isinstance(data, dict) else None
-    value = features.get("cdi") if isinstance(features, dict) else None
-    return value if isinstance(value, bool) else None
 
 
 def engine_release(version):
@@ -873,10 +868,10 @@ def engine_facts(root, timeout, which=None, run=run_command):
         if text is None:
             facts["daemon_json_error"] = "cannot read /etc/docker/daemon.json"
         elif text.strip():
-            default, runtimes, error = parse_daemon_json(text)
+            default, runtimes, cdi, error = parse_daemon_json(text)
             facts["configured_default_runtime"] = default
             facts["configured_runtimes"] = runtimes
-            facts["configured_cdi"] = parse_daemon_cdi_feature(text)
+            facts["configured_cdi"] = cdi
             if error:
                 facts["daemon_json_error"] = "/etc/docker/daemon.json is %s" % error
 
