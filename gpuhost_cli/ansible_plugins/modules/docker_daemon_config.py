@@ -452,9 +452,8 @@ def plan_config(path, settings, unit_paths=DEFAULT_UNIT_PATHS, allow_insecure=Fa
     return result, current
 
 
-def keep_previous(target, current, backup, backup_keep, now=None):
-    """Keep the bytes being replaced, with their mode and owner; return what was made."""
-    attrs = attributes(target)
+def keep_previous(target, current, attrs, backup, backup_keep, now=None):
+    """Keep the bytes being replaced, with their mode and owner (``attrs``); return what was made."""
     kept = {"previous": {"mode": f"{attrs[0]:04o}", "uid": attrs[1], "gid": attrs[2]}}
     if backup:
         kept["backup_file"] = copy_preserving(current["raw"], backup_name(target, now), attrs)
@@ -507,7 +506,7 @@ def apply_config(path, settings, check_mode=False, backup=True, backup_keep=5, u
             result["validated"] = True
         if current["exists"]:
             try:
-                result.update(keep_previous(target, current, backup, backup_keep, now))
+                result.update(keep_previous(target, current, attrs, backup, backup_keep, now))
             except OSError as exc:
                 raise DaemonConfigError(
                     f"docker_daemon: cannot keep a copy of {target}: {exc.strerror or exc}; the file was "
