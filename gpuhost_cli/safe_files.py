@@ -56,6 +56,16 @@ def _check_owner(fd: int, path: Path, what: str, kind: int) -> None:
         raise _owner_error(path, info.st_uid, what)
 
 
+def _owned(fd: int, path: Path, what: str, kind: int) -> int:
+    """``fd`` when it is the user's own file of ``kind``; otherwise close it and refuse."""
+    try:
+        _check_owner(fd, path, what, kind)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def _is_link(name: str | Path, dir_fd: int | None) -> bool:
     try:
         return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
@@ -77,12 +87,7 @@ def _open_child(parent_fd: int | None, name: str | Path, path: Path, what: str, 
             raise UserError(f"{path} is not a directory; gpuhost keeps its {what} there: "
                             f"move it away and run again") from None
         raise
-    try:
-        _check_owner(fd, path, what, stat.S_IFDIR)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return _owned(fd, path, what, stat.S_IFDIR)
 
 
 @contextlib.contextmanager
@@ -122,12 +127,7 @@ def open_file(dir_fd: int, directory: Path, name: str, flags: int, what: str, mo
         if exc.errno in (errno.ELOOP, errno.EEXIST) and _is_link(name, dir_fd):
             raise _link_error(path, what) from None
         raise
-    try:
-        _check_owner(fd, path, what, stat.S_IFREG)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return _owned(fd, path, what, stat.S_IFREG)
 
 
 def check_replaceable(dir_fd: int, directory: Path, name: str, what: str) -> None:
