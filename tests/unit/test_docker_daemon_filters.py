@@ -6,6 +6,7 @@ import pytest
 
 from gpuhost_cli.ansible_plugins.filter.docker_daemon import (
     FilterModule,
+    docker_daemon_cdi_plan,
     docker_daemon_drift,
     docker_daemon_restart_plan,
     docker_daemon_settings_problems,
@@ -140,7 +141,8 @@ def test_reloadable_change_stays_a_reload_beside_unsafe_settings():
 
 def test_filters_are_registered():
     assert set(FilterModule().filters()) == {
-        "docker_daemon_drift", "docker_daemon_restart_plan", "docker_daemon_settings_problems"}
+        "docker_daemon_cdi_plan", "docker_daemon_drift", "docker_daemon_restart_plan",
+        "docker_daemon_settings_problems"}
 
 
 def test_the_planning_task_s_own_changed_flag_is_ignored():
@@ -263,3 +265,31 @@ def test_docker_info_without_a_server_counts_as_docker_down():
     assert result["action"] == "restart"
     assert result["start_after_failure"] is True
     assert docker_daemon_restart_plan(plan, INFO)["start_after_failure"] is False
+
+
+# (engine version, docker_daemon_cdi, CDI spec present) -> (set_feature, support, stops the host, says something)
+@pytest.mark.parametrize("version, wanted, spec, expected", [
+    ("26.1.5", "auto", True, (True, "flag", False, False)),
+    ("26.1.5", "auto", False, (False, "flag", False, True)),
+    ("25.0.0", True, False, (True, "flag", False, False)),
+    ("28.1.1", "true", True, (True, "flag", False, False)),
+    ("28.2.0", "auto", True, (False, "default", False, False)),
+    ("29.1.0", True, True, (False, "default", False, False)),
+    ("20.10.24", "auto", True, (False, "none", False, True)),
+    ("20.10.24", "auto", False, (False, "none", False, False)),
+    ("24.0.7", True, True, (False, "none", True, False)),
+    ("26.1.5", False, True, (False, "flag", False, False)),
+    ("20.10.24", "false", True, (False, "none", False, False)),
+    ("", "auto", True, (False, "unknown", False, True)),
+    (None, True, True, (False, "unknown", False, True)),
+])
+def test_the_cdi_feature_is_set_where_the_engine_needs_it(version, wanted, spec, expected):
+    plan = docker_daemon_cdi_plan(version, wanted, spec)
+    assert (plan["set_feature"], plan["support"], bool(plan["problem"]), bool(plan["note"])) == expected
+
+
+def test_an_engine_without_cdi_is_named_with_its_version_and_the_version_needed():
+    plan = docker_daemon_cdi_plan("24.0.7", True, True)
+    assert "Docker 24.0.7" in plan["problem"] and "25.0 or newer" in plan["problem"]
+    assert "--gpus" in docker_daemon_cdi_plan("20.10.24", "auto", True)["note"]
+

@@ -11,6 +11,11 @@
     (first a reload when that switches live-restore on, so running containers survive), or
     deferring the host because a restart would stop running containers.
 
+``docker_daemon_cdi_plan(server_version, wanted, spec_present)``
+    Whether daemon.json needs ``"features": {"cdi": true}`` for ``docker run --device
+    nvidia.com/gpu=all`` (Docker 25.0 to 28.1), by the rule of
+    ``module_utils/gpuhost_docker_cdi.py``, and what to tell or refuse.
+
 ``docker_daemon_settings_problems(settings, allow_insecure, extra_keys, origins)``
     The role's preflight: the daemon.json rules of ``module_utils/gpuhost_daemon_schema.py``
     (the module's own code) run on the controller against the settings of the inventory.
@@ -31,6 +36,7 @@ if _MODULE_UTILS not in ansible.module_utils.__path__:
 
 from ansible.module_utils.gpuhost_daemon_json import merge_settings  # noqa: E402
 from ansible.module_utils.gpuhost_daemon_schema import check_config, live_restore_unsafe  # noqa: E402
+from ansible.module_utils import gpuhost_docker_cdi as cdi  # noqa: E402
 
 
 def _mirror(url: str) -> str:
@@ -131,6 +137,40 @@ def docker_daemon_restart_plan(plan: dict[str, Any], info: dict[str, Any] | None
     return result
 
 
+def docker_daemon_cdi_plan(server_version: str | None, wanted: Any = "auto",
+                           spec_present: bool = False) -> dict[str, Any]:
+    """What the docker_daemon role does about CDI on one host.
+
+    ``server_version`` is what dockerd reports (None or "" when it does not run),
+    ``wanted`` is docker_daemon_cdi (``auto``, true or false) and ``spec_present`` whether
+    a CDI spec lies in /etc/cdi or /var/run/cdi. Returns ``support`` (none, flag, default,
+    unknown), ``set_feature`` (merge ``"features": {"cdi": true}``), ``problem`` (a reason
+    to stop the host, else "") and ``note`` (something to report, else "").
+    """
+    support = cdi.engine_cdi_support(server_version)
+    result = {"support": support, "set_feature": False, "problem": "", "note": ""}
+    if wanted is False or wanted == "false":
+        return result
+    required = wanted is True or wanted == "true"
+    if support == cdi.UNKNOWN:
+        result["note"] = ("Docker is not running, so whether it needs \"features\": {\"cdi\": true} "
+                          "is decided on a run where it does")
+    elif support == cdi.NONE:
+        why = (f"Docker {server_version} cannot inject CDI devices (--device nvidia.com/gpu=all): "
+               "that needs Docker 25.0 or newer")
+        if required:
+            result["problem"] = why
+        elif spec_present:
+            result["note"] = why + "; --gpus and the nvidia runtime work as before"
+    elif support == cdi.FLAG:
+        if required or spec_present:
+            result["set_feature"] = True
+        else:
+            result["note"] = ("no CDI spec in /etc/cdi or /var/run/cdi (no NVIDIA driver?), so "
+                              "\"features\": {\"cdi\": true} is not set")
+    return result
+
+
 def _origin_label(origins: dict[str, str]):
     def label(path: str) -> str:
         top = path
@@ -169,6 +209,7 @@ class FilterModule:
 
     def filters(self):
         return {
+            "docker_daemon_cdi_plan": docker_daemon_cdi_plan,
             "docker_daemon_drift": docker_daemon_drift,
             "docker_daemon_restart_plan": docker_daemon_restart_plan,
             "docker_daemon_settings_problems": docker_daemon_settings_problems,

@@ -339,6 +339,7 @@ except ImportError:  # Python 3.10: read_runtime_config falls back to a narrow r
     tomllib = None
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.gpuhost_docker_cdi import docker_cdi
 from ansible.module_utils.gpuhost_toolkit_security import describe_fixes, missing_fixes, security_floor
 
 
@@ -814,16 +815,6 @@ def parse_docker_info(text):
 
 
 DOCKER_LOCAL_FACT = "etc/ansible/facts.d/gpuhost_docker.fact"
-# Docker Engine 25.0 added CDI device requests (--device vendor/class=name) behind the daemon's
-# "features": {"cdi": true}; 28.2.0 turned it on by default.
-DOCKER_CDI_SUPPORTED = (25, 0)
-DOCKER_CDI_DEFAULT = (28, 2)
-
-
-def engine_release(version):
-    """'28.2.1' -> (28, 2); None when the text does not start with a major.minor version."""
-    match = re.match(r"^v?(\d+)\.(\d+)", (version or "").strip())
-    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def recorded_docker_version(root):
@@ -835,18 +826,6 @@ def recorded_docker_version(root):
         return None
     version = data.get("server_version") if isinstance(data, dict) else None
     return version.strip() if isinstance(version, str) and version.strip() else None
-
-
-def docker_cdi(version, cdi_feature):
-    """(cdi_supported, cdi_enabled) for an engine version and the daemon.json features.cdi setting."""
-    release = engine_release(version)
-    if release is None:
-        return None, None
-    if release < DOCKER_CDI_SUPPORTED:
-        return False, False
-    if cdi_feature is not None:
-        return True, cdi_feature
-    return True, release >= DOCKER_CDI_DEFAULT
 
 
 def docker_facts(root, timeout, which=None, run=run_command):
