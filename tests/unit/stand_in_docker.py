@@ -3,6 +3,7 @@
 It answers the commands they run (info, version, pull, image inspect, run) with recorded
 output, so the real Docker engine is never asked anything. FAKE_DOCKER_STATE=down makes the
 daemon "not answer"; FAKE_DOCKER_DEVICE=bad makes ``--gpus '"device=0"'`` fail;
+FAKE_DOCKER_CDI=bad makes ``--device nvidia.com/gpu=all`` fail;
 FAKE_DOCKER_LOG=FILE appends each command's arguments to FILE.
 """
 
@@ -29,6 +30,9 @@ case "$1" in
   image) echo "sha256:0123456789abcdef" ;;
   run)
     case "$*" in
+      *nvidia.com/gpu=all*)
+        [ "${FAKE_DOCKER_CDI:-ok}" = bad ] && { echo 'docker: Error response from daemon: CDI device injection failed: unresolvable CDI devices nvidia.com/gpu=all' >&2; exit 125; }
+        echo "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-5d2b6a0e)" ;;
       *device=0*)
         [ "${FAKE_DOCKER_DEVICE:-ok}" = bad ] && { echo 'docker: Error response from daemon: invalid device' >&2; exit 125; }
         echo "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-5d2b6a0e)" ;;

@@ -185,4 +185,4 @@ def test_the_journal_of_the_last_start_names_the_file():
 
 
 def test_filters_are_registered():
-    assert set(FilterModule().filters()) == {"docker_engine_plan", "docker_config_refusal"}
+    assert set(FilterModule().filters()) == {"docker_engine_plan", "docker_config_refusal", "docker_engine_cdi"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -56,15 +57,51 @@ def verify(tmp_path, monkeypatch):
 
 ALL_CHECKS = [
     "Docker answers", "nvidia runtime registered", "default runtime", "NVIDIA GPUs", "NVIDIA driver loaded",
-    "test image", "docker run --gpus all", "docker run --gpus '\"device=0\"'", "docker run --runtime=nvidia",
+    "test image", "docker run --gpus all", "docker run --gpus '\"device=0\"'", "docker run --device nvidia.com/gpu=all",
+    "docker run --runtime=nvidia",
 ]
+CDI = "docker run --device nvidia.com/gpu=all"
+CDI_SPEC = """\
+cdiVersion: 0.5.0
+kind: nvidia.com/gpu
+devices:
+- name: "0"
+  containerEdits:
+    deviceNodes:
+    - path: /dev/nvidia0
+- name: all
+  containerEdits:
+    deviceNodes:
+    - path: /dev/nvidia0
+containerEdits:
+  deviceNodes:
+  - path: /dev/nvidiactl
+"""
+
+
+def cdi_host(tmp_path, features_cdi=True, spec=CDI_SPEC):
+    """eight-gpus-driver with a CDI spec and daemon.json's features.cdi (Docker 27.5.1 needs it)."""
+    root = tmp_path / "cdi-host"
+    shutil.copytree(FIXTURES / "eight-gpus-driver", root, symlinks=True)
+    daemon = root / "etc/docker/daemon.json"
+    config = json.loads(daemon.read_text(encoding="utf-8"))
+    if features_cdi is not None:
+        config["features"] = {"cdi": features_cdi}
+    daemon.write_text(json.dumps(config), encoding="utf-8")
+    if spec:
+        (root / "etc/cdi").mkdir(parents=True)
+        (root / "etc/cdi/nvidia.yaml").write_text(spec, encoding="utf-8")
+    return root
 
 
 def test_a_working_gpu_host_passes_every_check(verify):
     result, host, checks = verify("eight-gpus-driver")
     assert result.rc == 0, result.stdout[-2000:]
     assert list(checks) == ALL_CHECKS
-    assert all(c["status"] == "passed" for c in checks.values()), checks
+    assert all(c["status"] == "passed" for n, c in checks.items() if n != CDI), checks
+    # Docker 27.5.1 without "features": {"cdi": true}: CDI does not apply, and says why.
+    assert checks[CDI] == {"name": CDI, "status": "not_applicable", "detail":
+                           'CDI is off in Docker ("features": {"cdi": true} is not in daemon.json; see docker_daemon_cdi)'}
     assert checks["NVIDIA GPUs"]["detail"] == "8 found: NVIDIA H100 SXM5 80GB"
     assert checks["NVIDIA driver loaded"]["detail"] == "driver 550.54.15"
     assert checks["docker run --gpus all"]["detail"] == "NVIDIA-SMI 550.54.15 Driver Version: 550.54.15 CUDA Version: 12.4"
@@ -108,7 +145,7 @@ def test_a_gpu_without_a_driver_fails_and_says_why(verify):
         assert checks[name]["status"] == "failed"
         assert checks[name]["detail"] == "not tried: the NVIDIA driver is not loaded"
     assert host.status == "failed"
-    assert host.error.startswith("node failed 5 of 9 checks: NVIDIA driver loaded, test image")
+    assert host.error.startswith("node failed 6 of 10 checks: NVIDIA driver loaded, test image")
 
 
 def test_a_failing_container_fails_the_host_with_dockers_message(verify, monkeypatch):
@@ -159,3 +196,36 @@ def test_the_captured_h200_host_without_docker(verify, monkeypatch):
     for check in real["checks"]:
         if check["name"] != "Docker answers":
             assert checks[check["name"]] == check, check["name"]
+
+
+def test_a_cdi_host_runs_the_cdi_container(verify, tmp_path, monkeypatch):
+    log = tmp_path / "docker.log"
+    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
+    result, host, checks = verify(cdi_host(tmp_path))
+    assert result.rc == 0, result.stdout[-2000:]
+    assert all(c["status"] == "passed" for c in checks.values()), checks
+    assert checks[CDI]["detail"] == "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-5d2b6a0e)"
+    runs = [line.split() for line in log.read_text(encoding="utf-8").splitlines() if line.startswith("run ")]
+    (cdi,) = [argv for argv in runs if "nvidia.com/gpu=all" in argv]
+    assert cdi[cdi.index("nvidia.com/gpu=all") - 1] == "--device"
+    assert "--gpus" not in cdi and "--runtime=nvidia" not in cdi
+
+
+def test_a_failing_cdi_container_fails_the_host(verify, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_DOCKER_CDI", "bad")
+    result, host, checks = verify(cdi_host(tmp_path))
+    assert result.rc != 0
+    assert checks[CDI]["status"] == "failed"
+    assert "unresolvable CDI devices nvidia.com/gpu=all" in checks[CDI]["detail"]
+
+
+@pytest.mark.parametrize("features_cdi, spec, detail", [
+    (False, CDI_SPEC, 'CDI is off in Docker ("features": {"cdi": true} is not in daemon.json; see docker_daemon_cdi)'),
+    (True, None, "no CDI spec lists nvidia.com/gpu=all (see nvidia_container_toolkit_cdi)"),
+    (True, CDI_SPEC.replace("name: all", "name: gpu-all"),
+     "no CDI spec lists nvidia.com/gpu=all (see nvidia_container_toolkit_cdi)"),
+])
+def test_cdi_does_not_apply_without_the_engine_feature_or_a_spec(verify, tmp_path, features_cdi, spec, detail):
+    result, host, checks = verify(cdi_host(tmp_path, features_cdi, spec))
+    assert result.rc == 0, result.stdout[-2000:]
+    assert checks[CDI] == {"name": CDI, "status": "not_applicable", "detail": detail}

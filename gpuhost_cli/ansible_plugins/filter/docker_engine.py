@@ -15,6 +15,10 @@
     (Docker 23 and later) rejects it, or the last lines of Docker's journal say so. Returns
     the reason, or an empty string.
 
+``docker_engine_cdi(server_version, configured_cdi)``
+    ``[cdi_supported, cdi_enabled]`` of a running engine and daemon.json's features.cdi, by
+    the rule of ``module_utils/gpuhost_docker_cdi.py`` (None where the version is unknown).
+
 Pure functions over the probes' output; the role's tasks only run the probes.
 """
 
@@ -35,6 +39,7 @@ _MODULE_UTILS = str(Path(__file__).resolve().parents[1] / "module_utils")
 if _MODULE_UTILS not in ansible.module_utils.__path__:
     ansible.module_utils.__path__.append(_MODULE_UTILS)
 
+from ansible.module_utils.gpuhost_docker_cdi import docker_cdi  # noqa: E402
 from ansible.module_utils.gpuhost_daemon_json import (  # noqa: E402
     BOM,
     DaemonConfigError,
@@ -228,6 +233,11 @@ def docker_config_refusal(content_b64: str | None, path: str, validate: Mapping[
     return ""
 
 
+def docker_engine_cdi(server_version: str | None, configured_cdi: bool | None = None) -> list[bool | None]:
+    """``[cdi_supported, cdi_enabled]`` for a running engine's version and features.cdi."""
+    return list(docker_cdi(server_version, configured_cdi))
+
+
 class FilterModule:
     """The docker role's decisions."""
 
@@ -235,4 +245,5 @@ class FilterModule:
         return {
             "docker_engine_plan": docker_engine_plan,
             "docker_config_refusal": docker_config_refusal,
+            "docker_engine_cdi": docker_engine_cdi,
         }
