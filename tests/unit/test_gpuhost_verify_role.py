@@ -229,3 +229,26 @@ def test_cdi_does_not_apply_without_the_engine_feature_or_a_spec(verify, tmp_pat
     result, host, checks = verify(cdi_host(tmp_path, features_cdi, spec))
     assert result.rc == 0, result.stdout[-2000:]
     assert checks[CDI] == {"name": CDI, "status": "not_applicable", "detail": detail}
+
+
+def test_an_isolated_host_runs_the_cdi_container_and_not_the_envvar_ones(verify, tmp_path, monkeypatch):
+    """With accept-nvidia-visible-devices-envvar-when-unprivileged = false the runtime refuses
+    NVIDIA_VISIBLE_DEVICES in unprivileged containers, and Docker's --gpus hands GPUs over in
+    that variable: those checks do not apply; the CDI one does."""
+    log = tmp_path / "docker.log"
+    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
+    root = cdi_host(tmp_path)
+    config = root / "etc/nvidia-container-runtime/config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text("accept-nvidia-visible-devices-envvar-when-unprivileged = false\n"
+                      "accept-nvidia-visible-devices-as-volume-mounts = true\n", encoding="utf-8")
+    result, host, checks = verify(root)
+    assert result.rc == 0, result.stdout[-2000:]
+    for name in ("docker run --gpus all", "docker run --gpus '\"device=0\"'", "docker run --runtime=nvidia"):
+        assert checks[name]["status"] == "not_applicable", checks[name]
+        assert checks[name]["detail"].startswith(
+            "GPU isolation: the runtime ignores NVIDIA_VISIBLE_DEVICES in unprivileged containers "
+            "(toolkit isolation volume-mounts)")
+    assert checks[CDI]["status"] == "passed"
+    runs = [line for line in log.read_text(encoding="utf-8").splitlines() if line.startswith("run ")]
+    assert len(runs) == 1 and "nvidia.com/gpu=all" in runs[0]
