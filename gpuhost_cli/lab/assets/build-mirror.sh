@@ -15,12 +15,11 @@
 #   rogue/libnvidia-container/...   NVIDIA's layout and key, but signed by another key
 set -euo pipefail
 
-here="$(cd "$(dirname "$0")" && pwd)"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=gpuhost_cli/lab/assets/common.sh
 source "$here/common.sh"
 
 out="$GPUHOST_CACHE/mirror"
-keys="${GPUHOST_MIRROR_KEYS:?set GPUHOST_MIRROR_KEYS to the directory of the stand-in mirror keys}"
 arch="$(dpkg --print-architecture)"
 
 # Toolkit versions in the stand-in repository. Stable: one below the security floor
@@ -35,19 +34,33 @@ toolkit_experimental=(1.18.0~rc.1-1)
 # repository. 27.6.0 is a label for the tests only: no such Docker release is implied.
 docker_upstream=(27.5.1 27.6.0)
 
-serve=0
-[ "${1:-}" = "--serve" ] && serve=1
-
-work="$(mktemp -d)"
-trap 'gpgconf --homedir "$work/gnupg" --kill gpg-agent 2>/dev/null || true; rm -rf "$work"' EXIT
-export GNUPGHOME="$work/gnupg"
-mkdir -m 0700 "$GNUPGHOME"
-for k in docker nvidia rogue; do
-  gpg --batch -q --import "$keys/$k-standin.secret.asc" 2>/dev/null
-done
 fpr_of() { gpg --with-colons --list-keys "$1-standin@gpuhost.invalid" | awk -F: '/^fpr/{print $10; exit}'; }
 
-# build_deb NAME VERSION DEPENDS DEST_DIR [SRC_FILE:INSTALL_PATH ...]
+# render SRC VERSION: SRC with @VERSION@ replaced by VERSION and @UNIT_DIR@ by $unit_dir.
+# A line that starts with @>=V@ or @<V@ (several may follow each other) is kept, without
+# the markers, only when VERSION is >= V or < V: one template serves every release.
+unit_dir=""
+render() {
+  local v="$2" line keep op ref
+  local marker='^@(>=|<)([^@]+)@(.*)$'
+  while IFS= read -r line || [ -n "$line" ]; do
+    keep=1
+    while [[ "$line" =~ $marker ]]; do
+      op="${BASH_REMATCH[1]}" ref="${BASH_REMATCH[2]}" line="${BASH_REMATCH[3]}"
+      if [ "$op" = ">=" ]; then
+        dpkg --compare-versions "$v" ge "$ref" || keep=0
+      else
+        dpkg --compare-versions "$v" lt "$ref" || keep=0
+      fi
+    done
+    if [ "$keep" -eq 1 ]; then printf '%s\n' "$line"; fi
+  done <"$1" | sed -e "s|@VERSION@|$v|g" -e "s|@UNIT_DIR@|$unit_dir|g"
+}
+
+# build_deb NAME VERSION DEPENDS DEST_DIR [SRC:PATH[:MODE[:conffile]] ...]
+# Each SRC is rendered (above) with the upstream part of VERSION and installed as PATH with
+# MODE (default 0755); "conffile" lists PATH in DEBIAN/conffiles. A PATH under DEBIAN/ is a
+# maintainer script (postinst, prerm, ...).
 build_deb() {
   local name="$1" version="$2" depends="$3" dest="$4"
   shift 4
@@ -67,13 +80,15 @@ build_deb() {
   } >"$root/DEBIAN/control"
   echo "STAND-IN package built for gpuhost's tests: $name $version" \
     >"$root/usr/share/doc/$name/STAND-IN"
-  local spec src dst
+  local spec src dst mode conffile
   for spec in "$@"; do
     src="${spec%%:*}"
-    dst="${spec#*:}"
+    IFS=: read -r dst mode conffile <<<"${spec#*:}"
+    dst="/${dst#/}"
     mkdir -p "$root$(dirname "$dst")"
-    sed "s/@VERSION@/${version%%-*}/g" "$src" >"$root$dst"
-    chmod 0755 "$root$dst"
+    render "$src" "${version%%-*}" >"$root$dst"
+    chmod "${mode:-0755}" "$root$dst"
+    if [ "$conffile" = conffile ]; then echo "$dst" >>"$root/DEBIAN/conffiles"; fi
   done
   mkdir -p "$dest"
   # File names carry no epoch, as in Docker's pool.
@@ -88,28 +103,69 @@ sign_release() {
   gpg --batch -q --yes -u "$fpr" --clearsign -o "$dir/InRelease" "$dir/Release"
 }
 
-# flat_repo DIR KEY VERSION...: NVIDIA's flat layout, DIR/deb/ARCH/{Packages,Release,...}
-# The four packages of one release share its version, with NVIDIA's relations: up to
-# 1.17.x, nvidia-container-toolkit needs libnvidia-container-tools (>= v) and the tools
-# libnvidia-container1 (>= v); from 1.18.0~rc.1 on both are (= v) (NVIDIA's
+# toolkit_unit_dir VERSION: where NVIDIA's nvidia-container-toolkit-base of VERSION keeps
+# the nvidia-cdi-refresh units: none before 1.18.0~rc.1, /etc/systemd/system in 1.18.x and
+# 1.19.x, /lib/systemd/system from 1.20.0 (packaging/debian/*.install of each release).
+toolkit_unit_dir() {
+  if dpkg --compare-versions "$1" lt 1.18.0~rc.1; then
+    echo ""
+  elif dpkg --compare-versions "$1" lt 1.20.0~; then
+    echo /etc/systemd/system
+  else
+    echo /lib/systemd/system
+  fi
+}
+
+# toolkit_base_files VERSION: the build_deb file list of nvidia-container-toolkit-base.
+# Every release: the postinst that runs `nvidia-ctk config --in-place` (config.toml). With
+# the units: their prerm and postrm, and from 1.18.0~rc.2 the env file, a conffile as
+# NVIDIA's. NVIDIA's debhelper also marks the units in /etc/systemd/system conffiles, which
+# 1.20.0 removes with rm_conffile and a downgrade to 1.17.x leaves behind; the stand-in
+# does not, so dpkg removes them whenever a release without them replaces the package.
+toolkit_base_files() {
+  local s="$here/standin"
+  echo "$s/nvidia-container-runtime:/usr/bin/nvidia-container-runtime"
+  echo "$s/nvidia-ctk:/usr/bin/nvidia-ctk"
+  echo "$s/nvidia-container-toolkit-base.postinst:DEBIAN/postinst"
+  [ -n "$unit_dir" ] || return 0
+  echo "$s/nvidia-cdi-refresh.path:$unit_dir/nvidia-cdi-refresh.path:0644"
+  echo "$s/nvidia-cdi-refresh.service:$unit_dir/nvidia-cdi-refresh.service:0644"
+  echo "$s/nvidia-container-toolkit-base.prerm:DEBIAN/prerm"
+  echo "$s/nvidia-container-toolkit-base.postrm:DEBIAN/postrm"
+  if dpkg --compare-versions "$1" ge 1.18.0~rc.2; then
+    echo "$s/nvidia-cdi-refresh.env:/etc/nvidia-container-toolkit/nvidia-cdi-refresh.env:0644:conffile"
+  fi
+}
+
+# toolkit_debs DIR VERSION: the four packages of one toolkit release, with NVIDIA's
+# relations: up to 1.17.x, nvidia-container-toolkit needs libnvidia-container-tools (>= v)
+# and the tools libnvidia-container1 (>= v); from 1.18.0~rc.1 on both are (= v) (NVIDIA's
 # packaging/debian/control, and libnvidia-container's "require version match" change).
 # nvidia-container-toolkit also needs libnvidia-container-tools (<< 2.0.0) and its -base (= v).
+toolkit_debs() {
+  local dir="$1" v="$2" tools files
+  if dpkg --compare-versions "$v" ge 1.18.0~rc.1; then tools="="; else tools=">="; fi
+  unit_dir="$(toolkit_unit_dir "$v")"
+  mapfile -t files < <(toolkit_base_files "$v")
+  build_deb libnvidia-container1 "$v" "" "$dir"
+  build_deb libnvidia-container-tools "$v" "libnvidia-container1 ($tools $v)" "$dir" \
+    "$here/standin/nvidia-container-cli:/usr/bin/nvidia-container-cli"
+  build_deb nvidia-container-toolkit-base "$v" "" "$dir" "${files[@]}"
+  unit_dir=""
+  build_deb nvidia-container-toolkit "$v" \
+    "nvidia-container-toolkit-base (= $v), libnvidia-container-tools ($tools $v), libnvidia-container-tools (<< 2.0.0)" \
+    "$dir" "$here/standin/nvidia-container-runtime-hook:/usr/bin/nvidia-container-runtime-hook"
+}
+
+# flat_repo DIR KEY VERSION...: NVIDIA's flat layout, DIR/deb/ARCH/{Packages,Release,...},
+# with the packages of each toolkit release (toolkit_debs) and nvidia-docker2.
 flat_repo() {
   local base="$1" key="$2"
   shift 2
-  local dir="$base/deb/$arch" v tools
+  local dir="$base/deb/$arch" v
   mkdir -p "$dir"
   for v in "$@"; do
-    if dpkg --compare-versions "$v" ge 1.18.0~rc.1; then tools="="; else tools=">="; fi
-    build_deb libnvidia-container1 "$v" "" "$dir"
-    build_deb libnvidia-container-tools "$v" "libnvidia-container1 ($tools $v)" "$dir" \
-      "$here/standin/nvidia-container-cli:/usr/bin/nvidia-container-cli"
-    build_deb nvidia-container-toolkit-base "$v" "" "$dir" \
-      "$here/standin/nvidia-container-runtime:/usr/bin/nvidia-container-runtime" \
-      "$here/standin/nvidia-ctk:/usr/bin/nvidia-ctk"
-    build_deb nvidia-container-toolkit "$v" \
-      "nvidia-container-toolkit-base (= $v), libnvidia-container-tools ($tools $v), libnvidia-container-tools (<< 2.0.0)" \
-      "$dir" "$here/standin/nvidia-container-runtime-hook:/usr/bin/nvidia-container-runtime-hook"
+    toolkit_debs "$dir" "$v"
   done
   build_deb nvidia-docker2 2.14.0-1 "nvidia-container-toolkit (>= 1.5.0)" "$dir" \
     "$here/standin/nvidia-docker:/usr/bin/nvidia-docker"
@@ -250,46 +306,66 @@ build() {
   out="$save"
 }
 
-inputs_sum="$(cat "$0" "$here"/standin/* "$keys"/*.asc | sha256sum | cut -d' ' -f1)"
-rebuilt=0
-if [ -f "$out/.inputs" ] && [ "$(cat "$out/.inputs")" = "$inputs_sum" ]; then
-  log "stand-in mirror in $out is up to date"
-else
-  build
-  rebuilt=1
-  # A mirror container serving the old tree sees an empty directory now: restart it.
-  if [ "$serve" -eq 0 ] && command -v docker >/dev/null 2>&1 \
-    && [ "$(docker inspect --format '{{range .Mounts}}{{.Source}}{{end}}' "$GPUHOST_MIRROR_NAME" 2>/dev/null)" = "$out" ]; then
-    docker restart "$GPUHOST_MIRROR_NAME" >/dev/null
-  fi
-fi
+main() {
+  keys="${GPUHOST_MIRROR_KEYS:?set GPUHOST_MIRROR_KEYS to the directory of the stand-in mirror keys}"
+  serve=0
+  [ "${1:-}" = "--serve" ] && serve=1
 
-if [ "$serve" -eq 1 ]; then
-  ensure_docker_engine
-  ensure_test_network
-  image="$(test_image_ref debian12)"
-  docker image inspect "$image" >/dev/null 2>&1 || "$here/build-images.sh" debian12
-  if docker container inspect "$GPUHOST_MIRROR_NAME" >/dev/null 2>&1; then
-    serving="$(docker inspect --format '{{.State.Running}} {{range .Mounts}}{{.Source}}{{end}}' "$GPUHOST_MIRROR_NAME")"
-    if [ "$rebuilt" -eq 0 ] && [ "$serving" = "true $out" ]; then
-      log "stand-in mirror already serving $out"
-      exit 0
-    fi
-    docker rm -f "$GPUHOST_MIRROR_NAME" >/dev/null
-  fi
-  docker run -d --name "$GPUHOST_MIRROR_NAME" --network "$GPUHOST_TEST_NETWORK" \
-    --network-alias "$GPUHOST_MIRROR_NAME" \
-    -v "$out:/srv/mirror:ro" "$image" \
-    python3 -m http.server 8080 --directory /srv/mirror >/dev/null
-  for _ in $(seq 1 30); do
-    if docker exec "$GPUHOST_MIRROR_NAME" python3 -c \
-      "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/libnvidia-container/gpgkey')" \
-      >/dev/null 2>&1; then
-      log "stand-in mirror serving at http://$GPUHOST_MIRROR_NAME:8080/ on network $GPUHOST_TEST_NETWORK"
-      exit 0
-    fi
-    sleep 1
+  work="$(mktemp -d)"
+  trap 'gpgconf --homedir "$work/gnupg" --kill gpg-agent 2>/dev/null || true; rm -rf "$work"' EXIT
+  export GNUPGHOME="$work/gnupg"
+  mkdir -m 0700 "$GNUPGHOME"
+  for k in docker nvidia rogue; do
+    gpg --batch -q --import "$keys/$k-standin.secret.asc" 2>/dev/null
   done
-  docker logs "$GPUHOST_MIRROR_NAME" >&2 || true
-  die "the stand-in mirror did not answer"
+
+  inputs_sum="$(cat "$0" "$here"/standin/* "$keys"/*.asc | sha256sum | cut -d' ' -f1)"
+  rebuilt=0
+  if [ -f "$out/.inputs" ] && [ "$(cat "$out/.inputs")" = "$inputs_sum" ]; then
+    log "stand-in mirror in $out is up to date"
+  else
+    build
+    rebuilt=1
+    # A mirror container serving the old tree sees an empty directory now: restart it.
+    if [ "$serve" -eq 0 ] && command -v docker >/dev/null 2>&1 \
+      && [ "$(docker inspect --format '{{range .Mounts}}{{.Source}}{{end}}' "$GPUHOST_MIRROR_NAME" 2>/dev/null)" = "$out" ]; then
+      docker restart "$GPUHOST_MIRROR_NAME" >/dev/null
+    fi
+  fi
+
+  if [ "$serve" -eq 1 ]; then
+    ensure_docker_engine
+    ensure_test_network
+    image="$(test_image_ref debian12)"
+    docker image inspect "$image" >/dev/null 2>&1 || "$here/build-images.sh" debian12
+    if docker container inspect "$GPUHOST_MIRROR_NAME" >/dev/null 2>&1; then
+      serving="$(docker inspect --format '{{.State.Running}} {{range .Mounts}}{{.Source}}{{end}}' "$GPUHOST_MIRROR_NAME")"
+      if [ "$rebuilt" -eq 0 ] && [ "$serving" = "true $out" ]; then
+        log "stand-in mirror already serving $out"
+        exit 0
+      fi
+      docker rm -f "$GPUHOST_MIRROR_NAME" >/dev/null
+    fi
+    docker run -d --name "$GPUHOST_MIRROR_NAME" --network "$GPUHOST_TEST_NETWORK" \
+      --network-alias "$GPUHOST_MIRROR_NAME" \
+      -v "$out:/srv/mirror:ro" "$image" \
+      python3 -m http.server 8080 --directory /srv/mirror >/dev/null
+    for _ in $(seq 1 30); do
+      if docker exec "$GPUHOST_MIRROR_NAME" python3 -c \
+        "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/libnvidia-container/gpgkey')" \
+        >/dev/null 2>&1; then
+        log "stand-in mirror serving at http://$GPUHOST_MIRROR_NAME:8080/ on network $GPUHOST_TEST_NETWORK"
+        exit 0
+      fi
+      sleep 1
+    done
+    docker logs "$GPUHOST_MIRROR_NAME" >&2 || true
+    die "the stand-in mirror did not answer"
+  fi
+}
+
+# Sourced (by tests, to build single packages with build_deb), it only defines functions;
+# they need $work, a scratch directory.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  main "$@"
 fi
