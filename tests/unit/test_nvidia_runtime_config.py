@@ -628,3 +628,12 @@ def test_through_ansible(tmp_path, config):
     assert failed['failed'] is True
     assert failed['msg'].startswith('nvidia_runtime_config: nvidia-container-runtime.modes is a table in ')
     assert failed['key'] == 'nvidia-container-runtime.modes'
+
+
+def test_a_dry_run_without_tomlkit_is_skipped_and_says_what_a_real_run_does(config, monkeypatch):
+    monkeypatch.setattr(nrc, 'tomlkit', None)
+    result = run_main(nrc, {'path': str(config), 'settings': CDI}, check_mode=True)
+    assert result['skipped'] is True and result['changed'] is False
+    assert result['msg'] == ('Check mode: python3-tomlkit is not installed yet; a real run installs it with the '
+                             'toolkit, then merges nvidia-container-runtime into %s.' % config)
+    assert config.read_text(encoding='utf-8') == STOCK

@@ -289,6 +289,12 @@ def main():
     )
     params = module.params
     if tomlkit is None:
+        if module.check_mode:
+            # A dry run on a host the role has not run on yet: the real run installs
+            # python3-tomlkit (with the toolkit packages) before this task.
+            module.exit_json(skipped=True, changed=False, path=params["path"], msg=(
+                "Check mode: python3-tomlkit is not installed yet; a real run installs it with the "
+                "toolkit, then merges %s into %s." % (", ".join(sorted(params["settings"])), params["path"])))
         module.fail_json(msg=MISSING_TOMLKIT, path=params["path"])
 
     try:
