@@ -19,6 +19,16 @@ The ``nvidia_toolkit`` filter plugin imports this file on the controller for the
   1.19.x and 1.20.0 accept ``--create-all``.
 
 Without ``--create-all`` every release links the ``/dev/nvidia*`` nodes that exist.
+
+The ``nvidia-cdi-refresh.path`` and ``.service`` units, which run ``nvidia-ctk cdi generate``
+into ``/var/run/cdi/nvidia.yaml`` at boot and when the driver (``modules.dep``) changes
+(from ``v1.18.0-rc.3`` also when ``/usr/bin/nvidia-ctk`` changes), come with the
+``nvidia-container-toolkit-base`` package (``packaging/debian/nvidia-container-toolkit-base.install``):
+
+- up to 1.17.x (checked up to ``v1.17.9``) the package installs no unit; NVIDIA's instructions are to run
+  ``nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`` by hand after every driver change;
+- ``v1.18.0-rc.1`` is the first release that installs both units, into ``/etc/systemd/system``;
+  every later release has them (from ``v1.20.0-rc.1`` in ``/lib/systemd/system``).
 """
 
 from __future__ import annotations
@@ -32,6 +42,22 @@ CREATE_ALL_BROKEN = ("1.18.0~", "1.18.1~")
 
 DEV_CHAR_SYMLINKS_ARGS = ["system", "create-dev-char-symlinks"]
 
+# The first upstream version whose packages ship the nvidia-cdi-refresh units: the first
+# 1.18.0 pre-release. Every later version ships them.
+REFRESH_UNITS_FIRST = "1.18.0~rc.1"
+
+
+def _upstream(version):
+    """``<epoch>:<upstream>`` of the toolkit ``version``, without the Debian revision.
+
+    Raises ValueError for text that is not a package version, including an empty one.
+    """
+    text = str(version if version is not None else "").strip()
+    if not text:
+        raise ValueError("no toolkit version given; expected the installed apt version, such as '1.17.8-1'.")
+    epoch, upstream, _revision = parse_version(text)
+    return "%d:%s" % (epoch, upstream)
+
 
 def create_all_refused(version):
     """True when the toolkit ``version`` (an apt version such as ``1.18.0-1``) refuses --create-all.
@@ -39,13 +65,19 @@ def create_all_refused(version):
     Only the upstream version counts; the Debian revision does not. Raises ValueError for text
     that is not a package version, including an empty one: the caller knows the version.
     """
-    text = str(version if version is not None else "").strip()
-    if not text:
-        raise ValueError("no toolkit version given; expected the installed apt version, such as '1.17.8-1'.")
-    epoch, upstream, _revision = parse_version(text)
-    have = "%d:%s" % (epoch, upstream)
+    have = _upstream(version)
     first, end = CREATE_ALL_BROKEN
     return compare_versions(have, first) >= 0 and compare_versions(have, end) < 0
+
+
+def refresh_units_shipped(version):
+    """True when the toolkit ``version`` (an apt version such as ``1.18.0-1``) ships the
+    ``nvidia-cdi-refresh.path`` and ``.service`` units: 1.18.0's first pre-release and newer.
+
+    Only the upstream version counts; the Debian revision does not. Raises ValueError for text
+    that is not a package version, including an empty one.
+    """
+    return compare_versions(_upstream(version), REFRESH_UNITS_FIRST) >= 0
 
 
 def dev_char_symlinks_args(version):
