@@ -88,6 +88,20 @@ def test_the_filter_is_registered_and_answers_as_the_rule():
     assert nvidia_toolkit_dev_char_symlinks_args("1.18.1-1") == ALL
 
 
+@pytest.mark.parametrize("version, shipped", [
+    ("1.17.8-1", False), ("1.17.9-1", False), ("1.18.0~rc.1-1", True), ("1.18.0-1", True),
+    ("1.18.1-1", True), ("1.20.0-1", True),
+])
+def test_the_refresh_units_filter_answers_as_the_rule(version, shipped):
+    from gpuhost_cli.ansible_plugins.filter.nvidia_toolkit import nvidia_toolkit_refresh_units_shipped
+
+    filters = FilterModule().filters()
+    assert filters["nvidia_toolkit_refresh_units_shipped"] is nvidia_toolkit_refresh_units_shipped
+    assert nvidia_toolkit_refresh_units_shipped(version) is shipped
+    with pytest.raises(AnsibleFilterError, match="^nvidia_toolkit_refresh_units_shipped: no toolkit version"):
+        nvidia_toolkit_refresh_units_shipped("")
+
+
 def test_the_filter_names_itself_on_a_bad_version():
     with pytest.raises(AnsibleFilterError, match=r"^nvidia_toolkit_dev_char_symlinks_args: .*'nightly'"):
         nvidia_toolkit_dev_char_symlinks_args("nightly")
@@ -107,6 +121,7 @@ def test_the_role_has_no_version_rule_of_its_own():
 # ---------------------------------------------------------------------------
 
 DEV_CHAR_TASKS = ("NVIDIA toolkit | Read the installed toolkit version",
+                  "NVIDIA toolkit | Note the version this run leaves installed",
                   "NVIDIA toolkit | Keep the /dev/char links of NVIDIA devices")
 
 
@@ -120,7 +135,7 @@ def run_dev_char_tasks(tmp_path, version):
              if t.get("name") in DEV_CHAR_TASKS]
     assert [t["name"] for t in tasks] == list(DEV_CHAR_TASKS)
     rule = tmp_path / "71-nvidia-dev-char.rules"
-    for task in tasks[1]["block"]:
+    for task in tasks[2]["block"]:
         if "ansible.builtin.copy" in task:
             task["ansible.builtin.copy"]["dest"] = str(rule)
             del task["ansible.builtin.copy"]["owner"], task["ansible.builtin.copy"]["group"]

@@ -19,6 +19,10 @@ What each release's ``nvidia-ctk`` accepts lives in ``module_utils/gpuhost_toolk
     The ``nvidia-ctk`` arguments that create the /dev/char links on the installed toolkit
     ``version``: ``[system, create-dev-char-symlinks, --create-all]``, without ``--create-all`` on
     1.18.0 and its pre-releases, which refuse it. An empty or malformed version is an error.
+
+``nvidia_toolkit_refresh_units_shipped(version)``
+    Whether the installed toolkit ``version`` ships NVIDIA's ``nvidia-cdi-refresh`` units
+    (1.18.0's first pre-release and newer). An empty or malformed version is an error.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from ansible.module_utils.gpuhost_toolkit_security import (  # noqa: E402 - need
 )
 from ansible.module_utils.gpuhost_toolkit_versions import (  # noqa: E402 - needs the path above
     dev_char_symlinks_args,
+    refresh_units_shipped,
 )
 
 
@@ -68,6 +73,13 @@ def nvidia_toolkit_dev_char_symlinks_args(version: Any) -> list[str]:
         raise AnsibleFilterError(f"nvidia_toolkit_dev_char_symlinks_args: {e}") from None
 
 
+def nvidia_toolkit_refresh_units_shipped(version: Any) -> bool:
+    try:
+        return refresh_units_shipped(version)
+    except ValueError as e:
+        raise AnsibleFilterError(f"nvidia_toolkit_refresh_units_shipped: {e}") from None
+
+
 class FilterModule:
     """gpuhost's NVIDIA Container Toolkit filters."""
 
@@ -77,4 +89,5 @@ class FilterModule:
             "nvidia_toolkit_missing_fixes": nvidia_toolkit_missing_fixes,
             "nvidia_toolkit_security_floor": nvidia_toolkit_security_floor,
             "nvidia_toolkit_dev_char_symlinks_args": nvidia_toolkit_dev_char_symlinks_args,
+            "nvidia_toolkit_refresh_units_shipped": nvidia_toolkit_refresh_units_shipped,
         }
