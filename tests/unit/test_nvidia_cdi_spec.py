@@ -510,16 +510,35 @@ def test_refresh_units_in_check_mode_start_nothing(host):
     assert "diff" not in result
 
 
-def test_a_service_that_writes_no_spec_fails_with_its_journal(host):
+def test_a_service_that_skips_itself_leaves_gpuhost_to_generate_the_spec(host):
+    """1.18.0's service finds only nvidia.ko in modules.dep (not Debian's nvidia-current.ko) and
+    skips itself: gpuhost generates the spec where it lasts, says why, and on the next run with
+    the same driver and toolkit neither starts the service nor regenerates."""
     host.set_driver(DRIVER)
     host.skip.touch()
-    with pytest.raises(ModuleFail) as failed:
-        run_main(cdi, host.params(toolkit_version=NEW_TOOLKIT))
-    msg = failed.value.result["msg"]
-    assert f"nvidia-cdi-refresh.service ran but wrote no CDI specification at {host.refresh_spec}" in msg
-    assert "Skipped due to 'exec-condition'" in msg
+    result, warnings, _ = host.apply(toolkit_version=NEW_TOOLKIT)
+    assert result["changed"] is True and result["refresh_started"] is True
+    assert result["method"] == "generate" and result["spec_path"] == str(host.spec)
+    assert host.spec.is_file() and not host.refresh_spec.exists()
+    assert host.record()["method"] == "generate" and host.record()["toolkit_version"] == NEW_TOOLKIT
+    (warning,) = [w for w in warnings if "wrote no CDI specification" in w]
+    assert f"nvidia-cdi-refresh.service ran but wrote no CDI specification at {host.refresh_spec}" in warning
+    assert f"gpuhost generated {host.spec} itself instead" in warning
+    assert "Skipped due to 'exec-condition'" in warning
     assert host.calls("journalctl") == ["-u nvidia-cdi-refresh.service -n 20 --no-pager"]
-    assert not host.state.exists()
+
+    ctk_calls = len(host.calls("nvidia-ctk"))
+    result, _, _ = host.apply(toolkit_version=NEW_TOOLKIT)
+    assert result["changed"] is False and result["method"] == "generate"
+    assert len(host.calls("systemctl")) == 1 and len(host.calls("nvidia-ctk")) == ctk_calls
+
+    # A new driver tries the units again; once they write the spec, gpuhost's goes.
+    host.skip.unlink()
+    host.set_driver(NEWER_DRIVER)
+    result, _, _ = host.apply(toolkit_version=NEW_TOOLKIT)
+    assert result["method"] == "refresh-units" and result["refresh_started"] is True
+    assert host.refresh_spec.is_file() and not host.spec.exists()
+    assert result["removed"] == [str(host.spec)]
 
 
 def test_a_service_that_cannot_start_fails_with_systemctl_s_words(host):

@@ -33,8 +33,11 @@ description:
     toolkit version differs from the one O(state_file) records (the C(.path) unit of the 1.18.0
     pre-releases before C(rc.3) does not watch C(nvidia-ctk)), it runs
     C(systemctl start nvidia-cdi-refresh.service), which waits for the oneshot service to finish,
-    and then requires O(refresh_unit_spec) to exist. It fails otherwise, with the last lines of the
-    service's journal. A specification gpuhost generated earlier for an older toolkit (O(state_file)
+    and then looks for O(refresh_unit_spec). The service skips itself when its conditions fail
+    (toolkit 1.18.0 finds the module in C(modules.dep) only as C(nvidia.ko), not as Debian's
+    C(nvidia-current.ko); 1.18.1 only uncompressed), and then the module generates O(path) itself as
+    for older toolkits, warns with the last lines of the service's journal, and keeps to that spec
+    until the driver or toolkit changes, when it tries the units again. A specification gpuhost generated earlier for an older toolkit (O(state_file)
     records it and its SHA-256 still matches) is removed, since the units own the specification now
     and two files listing the same devices conflict. A file at O(path) that gpuhost did not write, or
     that changed since, is left alone with a warning.
@@ -603,6 +606,14 @@ class Run:
         spec = p["refresh_unit_spec"]
         driver, toolkit = self.result["driver_version"], p["toolkit_version"]
         recorded = self.record or {}
+        if not os.path.exists(spec) and recorded.get("method") == "generate" \
+                and recorded.get("driver_version") == driver and recorded.get("toolkit_version") == toolkit:
+            # The units skipped themselves for this driver and toolkit before (see
+            # fall_back_to_generate): gpuhost's own spec stands in; a new driver or toolkit
+            # tries the units again.
+            self.result["method"] = "generate"
+            self.present_generate()
+            return
         reasons = []
         if not os.path.exists(spec):
             reasons.append(f"{spec} is missing")
@@ -612,8 +623,9 @@ class Run:
                 or recorded.get("toolkit_version") != toolkit:
             reasons.append(f"the driver or toolkit differs from what {p['state_file']} records")
         self.result["spec_path"] = spec
-        if reasons and not self.check_mode:
-            self.start_refresh_service(spec)
+        if reasons and not self.check_mode and not self.start_refresh_service(spec):
+            self.fall_back_to_generate(spec)
+            return
         self.remove_owned()
         self.warn_foreign(p["path"], f"the refresh units write {spec}, and a second specification listing "
                           "the same devices hides or conflicts with it.")
@@ -645,14 +657,24 @@ class Run:
             raise CdiSpecError(f"nvidia_cdi_spec: systemctl start {REFRESH_SERVICE} failed: {said}\n{self.journal()}",
                                rc=rc, stdout=out, stderr=err)
         self.result["refresh_started"] = True
-        if not os.path.exists(spec):
-            raise CdiSpecError(
-                f"nvidia_cdi_spec: {REFRESH_SERVICE} ran but wrote no CDI specification at {spec}. The service "
-                "skips itself when its conditions fail (nvidia-smi and /usr/bin/nvidia-ctk must exist and "
-                "/lib/modules/<kernel>/modules.dep must list the nvidia module; toolkit 1.18.0 matches only "
-                "nvidia.ko, 1.18.1 no compressed module), and "
-                "/etc/nvidia-container-toolkit/nvidia-cdi-refresh.env may send the file elsewhere "
-                f"(NVIDIA_CTK_CDI_OUTPUT_FILE_PATH; set refresh_unit_spec to match).\n{self.journal()}")
+        return os.path.exists(spec)
+
+    def fall_back_to_generate(self, spec):
+        """The refresh service ran but wrote no spec: it skips itself when its conditions fail
+        (nvidia-smi and /usr/bin/nvidia-ctk must exist and /lib/modules/<kernel>/modules.dep
+        must list the nvidia module: 1.18.0 matches only nvidia.ko, not Debian's
+        nvidia-current.ko; 1.18.1 no compressed module). gpuhost generates the spec itself,
+        where it lasts, and says why."""
+        self.warnings.append(
+            f"nvidia_cdi_spec: {REFRESH_SERVICE} ran but wrote no CDI specification at {spec} (the service skips "
+            "itself when its conditions fail: nvidia-smi and /usr/bin/nvidia-ctk must exist and "
+            "/lib/modules/<kernel>/modules.dep must list the nvidia module, which toolkit 1.18.0 finds only as "
+            "nvidia.ko and 1.18.1 only uncompressed; or /etc/nvidia-container-toolkit/nvidia-cdi-refresh.env "
+            "sends it elsewhere with NVIDIA_CTK_CDI_OUTPUT_FILE_PATH). gpuhost generated "
+            f"{self.p['path']} itself instead; a newer driver or toolkit tries the units again. "
+            f"{self.journal()}")
+        self.result["method"] = "generate"
+        self.present_generate()
 
     def present_generate(self):
         p = self.p
