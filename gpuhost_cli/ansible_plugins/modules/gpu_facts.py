@@ -330,7 +330,6 @@ import json
 import os
 import re
 import stat
-import subprocess
 from collections import OrderedDict
 
 try:
@@ -340,6 +339,7 @@ except ImportError:  # Python 3.10: read_runtime_config falls back to a narrow r
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.gpuhost_docker_cdi import docker_cdi
+from ansible.module_utils.gpuhost_host_probe import first_line, is_executable, parse_nvrm_version, run_command
 from ansible.module_utils.gpuhost_toolkit_security import describe_fixes, missing_fixes, security_floor
 
 
@@ -392,7 +392,6 @@ MAX_READ = 4 * 1024 * 1024
 NOT_AVAILABLE = ("", "[n/a]", "n/a", "[not supported]", "not supported", "[unknown error]",
                  "[insufficient permissions]")
 
-_NVRM_RE = re.compile(r"NVRM version:.*?Kernel Module(?:\s+for\s+\S+)?\s+(\d+(?:\.\d+)+)")
 _CUDA_RE = re.compile(r"CUDA Version:\s*(\d+(?:\.\d+)*)")
 _PCI_ADDR_RE = re.compile(r"^([0-9a-fA-F]+):([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
 
@@ -430,15 +429,6 @@ def read_value(path):
         return None
     lines = text.strip().splitlines()
     return lines[0].strip().lower() if lines else None
-
-
-def first_line(*texts):
-    """The first non-blank line of the first text that has one, or None."""
-    for text in texts:
-        for line in (text or "").splitlines():
-            if line.strip():
-                return line.strip()
-    return None
 
 
 # ---------------------------------------------------------------------------
@@ -621,16 +611,6 @@ def pci_address(bus_id):
 # Kernel driver
 # ---------------------------------------------------------------------------
 
-def parse_nvrm_version(text):
-    """(version, flavor) from /proc/driver/nvidia/version; (None, None) when it is not there."""
-    for line in (text or "").splitlines():
-        match = _NVRM_RE.search(line)
-        if match:
-            flavor = "open" if "Open Kernel Module" in line else "proprietary"
-            return match.group(1), flavor
-    return None, None
-
-
 def loaded_modules(text):
     names = set()
     for line in (text or "").splitlines():
@@ -655,31 +635,6 @@ def driver_facts(root):
 # ---------------------------------------------------------------------------
 # Commands
 # ---------------------------------------------------------------------------
-
-def run_command(argv, timeout):
-    """Run `argv`; return (rc, stdout, stderr). Failures to start or time-outs come back as rc None."""
-    env = dict(os.environ, LC_ALL="C", LANG="C", LANGUAGE="C")
-    try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=env)
-    except (OSError, ValueError) as e:
-        return None, "", "cannot run %s: %s" % (argv[0], getattr(e, "strerror", None) or e)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        try:
-            # A program stuck in the kernel (a hung GPU) may not die; do not wait for it forever.
-            proc.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        return None, "", "%s did not finish within %s seconds" % (os.path.basename(argv[0]), timeout)
-    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
-
-
-def is_executable(path):
-    return bool(path) and os.path.isfile(path) and os.access(path, os.X_OK)
-
 
 def find_program(root, name, which):
     """`name` on the PATH for the host itself, `<root>/usr/bin/<name>` for any other root."""

@@ -256,10 +256,8 @@ diff:
 import hashlib
 import json
 import os
-import re
 import shutil
 import stat
-import subprocess
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.gpuhost_atomic_file import (
@@ -268,6 +266,7 @@ from ansible.module_utils.gpuhost_atomic_file import (
     remove_orphans,
     write_atomic,
 )
+from ansible.module_utils.gpuhost_host_probe import first_line, is_executable, parse_nvrm_version, run_command
 from ansible.module_utils.gpuhost_toolkit_versions import refresh_units_shipped
 
 REFRESH_SERVICE = "nvidia-cdi-refresh.service"
@@ -294,8 +293,6 @@ ARGUMENT_SPEC = {
     "journalctl": {"type": "str", "default": "journalctl"},
 }
 
-_NVRM_RE = re.compile(r"NVRM version:.*?Kernel Module(?:\s+for\s+\S+)?\s+(\d+(?:\.\d+)+)")
-
 
 class CdiSpecError(Exception):
     """A failure the module reports with ``fail_json``; ``details`` go into the result."""
@@ -309,30 +306,6 @@ class CdiSpecError(Exception):
 # ---------------------------------------------------------------------------
 # Commands and files
 # ---------------------------------------------------------------------------
-
-def run_command(argv, timeout):
-    """Run ``argv``; return ``(rc, stdout, stderr)``. Failure to start or a time-out gives rc ``None``."""
-    env = dict(os.environ, LC_ALL="C", LANG="C", LANGUAGE="C")
-    try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=env)
-    except (OSError, ValueError) as exc:
-        return None, "", f"cannot run {argv[0]}: {getattr(exc, 'strerror', None) or exc}"
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        try:
-            proc.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        return None, "", f"{os.path.basename(argv[0])} did not finish within {timeout} seconds"
-    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
-
-
-def is_executable(path):
-    return bool(path) and os.path.isfile(path) and os.access(path, os.X_OK)
-
 
 def default_which(name):
     """``name`` when it is an executable path, else its path on the PATH or in the sbin directories."""
@@ -387,26 +360,9 @@ def remove_file(path):
         raise CdiSpecError(f"nvidia_cdi_spec: cannot remove {path}: {exc.strerror or exc}") from None
 
 
-def first_line(*texts):
-    for text in texts:
-        for line in (text or "").splitlines():
-            if line.strip():
-                return line.strip()
-    return None
-
-
 # ---------------------------------------------------------------------------
 # The driver
 # ---------------------------------------------------------------------------
-
-def parse_nvrm_version(text):
-    """The kernel module's version from the text of /proc/driver/nvidia/version, or ``None``."""
-    for line in (text or "").splitlines():
-        match = _NVRM_RE.search(line)
-        if match:
-            return match.group(1)
-    return None
-
 
 def detect_driver(proc_driver_version, nvidia_smi, run=run_command):
     """``(present, version)`` of the NVIDIA driver; ``version`` may be ``None`` when present."""
@@ -416,7 +372,7 @@ def detect_driver(proc_driver_version, nvidia_smi, run=run_command):
     except OSError:
         text = None
     if text is not None:
-        version = parse_nvrm_version(text)
+        version = parse_nvrm_version(text)[0]
         if version:
             return True, version
     for smi in nvidia_smi or []:
