@@ -212,3 +212,30 @@ def test_rotate_backups_keeps_the_newest(target):
     assert removed == ['%s.%s.bak' % (target, s) for s in stamps[:2]]
     assert af.backups_of(target) == ['%s.%s.bak' % (target, s) for s in stamps[2:]]
     assert af.rotate_backups(target, 5) == []
+
+
+def test_keep_backup_copies_with_mode_and_owner_and_rotates(tmp_path):
+    target = str(tmp_path / "config.toml")
+    made = []
+    for second in range(4):
+        now = datetime.datetime(2026, 11, 30, 12, 0, second)
+        backup, removed = af.keep_backup(b"v%d\n" % second, target, (0o640, 1000, 1000), 2, now)
+        made.append(backup)
+        assert stat.S_IMODE(os.stat(backup).st_mode) == 0o640
+        assert (os.stat(backup).st_uid, os.stat(backup).st_gid) == (1000, 1000)
+    assert removed == [made[1]]
+    assert af.backups_of(target) == made[2:]
+    _backup, removed = af.keep_backup(b"all\n", target, (0o600, 0, 0), 0)
+    assert removed == [] and len(af.backups_of(target)) == 3
+
+
+def test_stage_replacement_takes_the_old_file_s_mode_and_owner_or_the_new_mode(tmp_path, umask_077):
+    target = tmp_path / "sub" / "config.toml"
+    tmp = af.stage_replacement(str(target), b"new\n", None, 0o644)
+    assert os.path.dirname(tmp) == str(target.parent)
+    assert stat.S_IMODE(os.stat(tmp).st_mode) == 0o644 and (os.stat(tmp).st_uid, os.stat(tmp).st_gid) == (0, 0)
+    af.replace(tmp, str(target))
+    tmp = af.stage_replacement(str(target), b"newer\n", (0o600, 1000, 1000))
+    assert stat.S_IMODE(os.stat(tmp).st_mode) == 0o600 and os.stat(tmp).st_uid == 1000
+    assert target.read_bytes() == b"new\n" and open(tmp, "rb").read() == b"newer\n"
+    os.unlink(tmp)

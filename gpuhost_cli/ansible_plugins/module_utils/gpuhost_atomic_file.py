@@ -204,3 +204,28 @@ def rotate_backups(target: str, keep: int, protect: str | None = None) -> list[s
     for path in removed:
         unlink_quietly(path)
     return removed
+
+
+def keep_backup(source_bytes: bytes, target: str, attrs: tuple[int, int, int], keep: int,
+                now: datetime.datetime | None = None) -> tuple[str, list[str]]:
+    """Copy the bytes being replaced to a timestamped backup of ``target`` with their mode and
+    owner (``attrs``), and keep only the newest ``keep`` backups (0 keeps them all).
+
+    Returns ``(backup_file, removed_backups)``.
+    """
+    backup = copy_preserving(source_bytes, backup_name(target, now), attrs)
+    removed = rotate_backups(target, keep, protect=backup) if keep > 0 else []
+    return backup, removed
+
+
+def stage_replacement(target: str, data: bytes, attrs: tuple[int, int, int] | None,
+                      new_mode: int = 0o644) -> str:
+    """Write ``data`` to a temporary file beside ``target`` for :func:`replace`: with the mode
+    and owner of the file it replaces (``attrs``), or ``new_mode`` and root's ownership (when
+    running as root) for a new file. Missing parent directories are made. Returns its path."""
+    if attrs is not None:
+        mode, owner = attrs[0], attrs[1:]
+    else:
+        mode, owner = new_mode, ((0, 0) if os.geteuid() == 0 else None)
+    make_parent_dirs(target)
+    return write_temp(target, data, mode, owner)

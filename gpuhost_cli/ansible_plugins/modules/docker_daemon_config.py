@@ -301,15 +301,13 @@ import subprocess
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.gpuhost_atomic_file import (
     attributes,
-    backup_name,
     copy_preserving,
-    make_parent_dirs,
+    keep_backup,
     private_copy,
     remove_orphans,
     replace,
-    rotate_backups,
+    stage_replacement,
     unlink_quietly,
-    write_temp,
 )
 from ansible.module_utils.gpuhost_daemon_json import (
     DaemonConfigError,
@@ -456,10 +454,10 @@ def keep_previous(target, current, attrs, backup, backup_keep, now=None):
     """Keep the bytes being replaced, with their mode and owner (``attrs``); return what was made."""
     kept = {"previous": {"mode": f"{attrs[0]:04o}", "uid": attrs[1], "gid": attrs[2]}}
     if backup:
-        kept["backup_file"] = copy_preserving(current["raw"], backup_name(target, now), attrs)
+        kept["backup_file"], removed = keep_backup(current["raw"], target, attrs, backup_keep, now)
         kept["rollback_file"] = kept["backup_file"]
         if backup_keep > 0:
-            kept["removed_backups"] = rotate_backups(target, backup_keep, protect=kept["backup_file"])
+            kept["removed_backups"] = removed
     else:
         kept["rollback_file"] = copy_preserving(current["raw"], rollback_name(target), attrs)
     return kept
@@ -491,13 +489,8 @@ def apply_config(path, settings, check_mode=False, backup=True, backup_keep=5, u
         return result
 
     attrs = attributes(target)
-    if attrs is not None:
-        mode, owner = attrs[0], attrs[1:]
-    else:
-        mode, owner = NEW_FILE_MODE, ((0, 0) if os.geteuid() == 0 else None)
     try:
-        make_parent_dirs(target)
-        tmp = write_temp(target, data, mode, owner)
+        tmp = stage_replacement(target, data, attrs, NEW_FILE_MODE)
     except OSError as exc:
         raise DaemonConfigError(f"docker_daemon: cannot write {target}: {exc.strerror or exc}") from None
     try:

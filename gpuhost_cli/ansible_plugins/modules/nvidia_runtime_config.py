@@ -185,14 +185,11 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.gpuhost_atomic_file import (
     attributes,
-    backup_name,
-    copy_preserving,
-    make_parent_dirs,
+    keep_backup,
     remove_orphans,
     replace,
-    rotate_backups,
+    stage_replacement,
     unlink_quietly,
-    write_temp,
 )
 from ansible.module_utils.gpuhost_runtime_toml import (
     MISSING_TOMLKIT,
@@ -246,23 +243,16 @@ def apply_config(path, settings, check_mode=False, backup=True, backup_keep=5, n
         return result
 
     attrs = attributes(target)
-    if attrs is not None:
-        mode, owner = attrs[0], attrs[1:]
-    else:
-        mode, owner = NEW_FILE_MODE, ((0, 0) if os.geteuid() == 0 else None)
     try:
-        make_parent_dirs(target)
-        tmp = write_temp(target, result["diff"]["after"].encode("utf-8"), mode, owner)
+        tmp = stage_replacement(target, result["diff"]["after"].encode("utf-8"), attrs, NEW_FILE_MODE)
     except OSError as exc:
         raise RuntimeConfigError(f"{PREFIX}: cannot write {target}: {exc.strerror or exc}") from None
     try:
         if current["exists"] and backup:
             try:
-                result["backup_file"] = copy_preserving(current["raw"], backup_name(target, now), attrs)
-                if backup_keep > 0:
-                    removed = rotate_backups(target, backup_keep, protect=result["backup_file"])
-                    if removed:
-                        result["removed_backups"] = removed
+                result["backup_file"], removed = keep_backup(current["raw"], target, attrs, backup_keep, now)
+                if removed:
+                    result["removed_backups"] = removed
             except OSError as exc:
                 raise RuntimeConfigError(
                     f"{PREFIX}: cannot back up {target}: {exc.strerror or exc}; the file was left untouched."
