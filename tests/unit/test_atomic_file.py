@@ -239,3 +239,13 @@ def test_stage_replacement_takes_the_old_file_s_mode_and_owner_or_the_new_mode(t
     assert stat.S_IMODE(os.stat(tmp).st_mode) == 0o600 and os.stat(tmp).st_uid == 1000
     assert target.read_bytes() == b"new\n" and open(tmp, "rb").read() == b"newer\n"
     os.unlink(tmp)
+
+
+def test_resolve_path_follows_a_link_and_says_so(tmp_path):
+    real = tmp_path / "real.toml"
+    real.write_text("x = 1\n")
+    link = tmp_path / "config.toml"
+    link.symlink_to(real)
+    assert af.resolve_path(str(link)) == (str(real), True)
+    assert af.resolve_path(str(real)) == (str(real), False)
+    assert af.resolve_path(str(tmp_path / "missing")) == (str(tmp_path / "missing"), False)

@@ -206,6 +206,19 @@ def rotate_backups(target: str, keep: int, protect: str | None = None) -> list[s
     return removed
 
 
+def resolve_path(path: str) -> tuple[str, bool]:
+    """Return ``(target, is_symlink)``: the file to read and write for ``path``. A symlink is
+    followed, so the file it points to is replaced and the link kept."""
+    if os.path.islink(path):
+        return os.path.realpath(path), True
+    return path, False
+
+
+def new_file_owner() -> tuple[int, int] | None:
+    """root:root for a file this process creates as root; ``None`` (the process's own) otherwise."""
+    return (0, 0) if os.geteuid() == 0 else None
+
+
 def keep_backup(source_bytes: bytes, target: str, attrs: tuple[int, int, int], keep: int,
                 now: datetime.datetime | None = None) -> tuple[str, list[str]]:
     """Copy the bytes being replaced to a timestamped backup of ``target`` with their mode and
@@ -226,6 +239,6 @@ def stage_replacement(target: str, data: bytes, attrs: tuple[int, int, int] | No
     if attrs is not None:
         mode, owner = attrs[0], attrs[1:]
     else:
-        mode, owner = new_mode, ((0, 0) if os.geteuid() == 0 else None)
+        mode, owner = new_mode, new_file_owner()
     make_parent_dirs(target)
     return write_temp(target, data, mode, owner)

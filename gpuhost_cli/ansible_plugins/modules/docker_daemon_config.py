@@ -306,6 +306,7 @@ from ansible.module_utils.gpuhost_atomic_file import (
     private_copy,
     remove_orphans,
     replace,
+    resolve_path,
     stage_replacement,
     unlink_quietly,
 )
@@ -333,13 +334,6 @@ from ansible.module_utils.gpuhost_systemd_unit import (
 DEFAULT_PATH = "/etc/docker/daemon.json"
 DOCKERD_SEARCH_DIRS = ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/sbin", "/bin"]
 NEW_FILE_MODE = 0o644
-
-
-def resolve_path(path: str) -> tuple[str, bool]:
-    """Return ``(target, is_symlink)``: the file to read and write for ``path``."""
-    if os.path.islink(path):
-        return os.path.realpath(path), True
-    return path, False
 
 
 def rollback_name(target: str) -> str:

@@ -262,6 +262,7 @@ import stat
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.gpuhost_atomic_file import (
     make_parent_dirs,
+    new_file_owner,
     private_copy,
     remove_orphans,
     write_atomic,
@@ -338,15 +339,11 @@ def text_of(data):
     return data.decode("utf-8", "replace") if data is not None else ""
 
 
-def owner_for_new_files():
-    return (0, 0) if os.geteuid() == 0 else None
-
-
 def write_file(path, data):
     """Replace ``path`` with ``data`` atomically, mode 0644, creating missing directories 0755."""
     try:
         make_parent_dirs(path, DIR_MODE)
-        write_atomic(path, data, FILE_MODE, owner_for_new_files())
+        write_atomic(path, data, FILE_MODE, new_file_owner())
     except OSError as exc:
         raise CdiSpecError(f"nvidia_cdi_spec: cannot write {path}: {exc.strerror or exc}") from None
 

@@ -180,14 +180,13 @@ diff:
     after_header: /etc/nvidia-container-runtime/config.toml
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.gpuhost_atomic_file import (
     attributes,
     keep_backup,
     remove_orphans,
     replace,
+    resolve_path,
     stage_replacement,
     unlink_quietly,
 )
@@ -212,7 +211,7 @@ NEW_FILE_MODE = 0o644
 def plan_config(path, settings):
     """Read and merge; nothing is written. Returns ``(result, current, target)``."""
     settings = normalize_settings(settings)
-    target = os.path.realpath(path) if os.path.islink(path) else path
+    target, _is_symlink = resolve_path(path)
     current = read_config(target, path)
     doc = current["doc"]
     before = plain(doc)
