@@ -2,7 +2,9 @@
 
 Each role's README carries a table of every variable between two marker lines, and the
 sample inventory carries every variable commented out with its default; both are written
-from the argument spec (type, default, choices, description), never by hand.
+from the argument spec (type, default, choices, description), never by hand. The project
+README's table of supported releases is written the same way from the one release list,
+``module_utils/gpuhost_platforms.py``.
 
     python -m gpuhost_cli.role_docs            rewrite the tables and the sample group_vars
     python -m gpuhost_cli.role_docs --check    exit 1 when either is out of date
@@ -18,8 +20,12 @@ from typing import Any
 
 import yaml
 
+from gpuhost_cli.ansible_plugins.module_utils.gpuhost_platforms import RELEASES, label
+
 BEGIN = "<!-- BEGIN VARIABLES (generated from meta/argument_specs.yml; do not edit) -->"
 END = "<!-- END VARIABLES -->"
+RELEASES_BEGIN = "<!-- BEGIN SUPPORTED RELEASES (generated from module_utils/gpuhost_platforms.py; do not edit) -->"
+RELEASES_END = "<!-- END SUPPORTED RELEASES -->"
 
 
 def _cell(text: str) -> str:
@@ -56,13 +62,21 @@ def variables_table(spec_file: Path) -> str:
     return "\n".join(rows)
 
 
-def render(readme_text: str, table: str) -> str:
+def render(readme_text: str, table: str, begin: str = BEGIN, end: str = END) -> str:
     """``readme_text`` with the generated table between the markers."""
-    if BEGIN not in readme_text or END not in readme_text:
-        raise ValueError("the README has no variables markers")
-    head, rest = readme_text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{table}\n{END}{tail}"
+    if begin not in readme_text or end not in readme_text:
+        raise ValueError(f"the README has no {begin!r} ... {end!r} markers")
+    head, rest = readme_text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{table}\n{end}{tail}"
+
+
+def releases_table() -> str:
+    """The Markdown table of the supported releases and how each is tested."""
+    rows = ["| Release | Lab and test image | How it is tested |", "| --- | --- | --- |"]
+    for release in RELEASES:
+        rows.append(f"| {_cell(label(release))} | `{release['lab_image']}` | {_cell(release['tested_as'])} |")
+    return "\n".join(rows)
 
 
 #: Roles whose variables other roles pass; inventories never set them.
@@ -129,6 +143,14 @@ def main(argv: list[str] | None = None) -> int:
             stale.append(readme)
             if not args.check:
                 readme.write_text(wanted, encoding="utf-8")
+    project_readme = args.roles.parent / "README.md"
+    if project_readme.exists():
+        current = project_readme.read_text(encoding="utf-8")
+        wanted = render(current, releases_table(), RELEASES_BEGIN, RELEASES_END)
+        if wanted != current:
+            stale.append(project_readme)
+            if not args.check:
+                project_readme.write_text(wanted, encoding="utf-8")
     for path, wanted in sample_files(args.roles, args.sample):
         if not path.exists() or path.read_text(encoding="utf-8") != wanted:
             stale.append(path)

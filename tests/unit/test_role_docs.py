@@ -75,3 +75,14 @@ def test_sample_group_vars_uncommented_give_the_role_defaults():
         values = yaml.safe_load(uncommented)
         defaults = yaml.safe_load((ROLES / path.stem / "defaults" / "main.yml").read_text(encoding="utf-8"))
         assert values == defaults, path
+
+
+def test_readme_support_table_is_generated_from_the_release_list():
+    from gpuhost_cli.ansible_plugins.module_utils.gpuhost_platforms import RELEASES
+
+    table = role_docs.releases_table()
+    for release in RELEASES:
+        assert f"| {release['name']} {release['version']} ({release['codename']}) | `{release['lab_image']}` |" in table
+    readme = (ROLES.parent / "README.md").read_text(encoding="utf-8")
+    assert role_docs.render(readme, table, role_docs.RELEASES_BEGIN, role_docs.RELEASES_END) == readme, (
+        "README.md's support table is stale: run python -m gpuhost_cli.role_docs")
