@@ -196,6 +196,7 @@ def facts_overview(facts: Mapping[str, Any]) -> list[tuple[str, str]]:
     else:
         text = "not loaded" if loaded is not None else UNKNOWN
     rows.append(("NVIDIA driver", text))
+    rows.append(("Driver packages", driver_packaging_text(driver if isinstance(driver, Mapping) else {})))
     rows.append(("nouveau loaded", _yes_no(_get(driver, "nouveau_loaded"))))
 
     smi = _get(facts, "nvidia_smi", default={})
@@ -239,6 +240,44 @@ def facts_overview(facts: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows.extend(toolkit_rows(toolkit if isinstance(toolkit, Mapping) else {},
                              docker if isinstance(docker, Mapping) else {}))
     return rows
+
+
+DRIVER_SOURCE_WORDS = {
+    "ubuntu-archive": "Ubuntu's archive",
+    "graphics-drivers-ppa": "the graphics-drivers PPA",
+    "nvidia-repository": "NVIDIA's repository",
+    "debian-archive": "Debian's archive",
+}
+
+
+def driver_packaging_text(driver: Mapping[str, Any]) -> str:
+    """One line about the driver's packages: branch, version, source, kernel modules."""
+    packaging = _get(driver, "packaging")
+    if not isinstance(packaging, Mapping):
+        return "none (dpkg has no driver packages)" if _get(driver, "packages") == {} else UNKNOWN
+    branch = _get(packaging, "branch")
+    flavor = _get(packaging, "flavor")
+    parts = [" ".join(str(p) for p in (
+        f"branch {branch}" if branch else "branch unknown",
+        f"({flavor})" if flavor == "open" else "",
+        _get(packaging, "version") or "") if p)]
+    source = _get(packaging, "source")
+    parts.append(f"from {DRIVER_SOURCE_WORDS.get(source, 'an unknown source')}")
+    modules = _get(packaging, "kernel_modules")
+    kernel = _get(packaging, "kernel")
+    if modules:
+        text = f"{modules} kernel modules"
+        if "precompiled" in str(modules):
+            running = _get(packaging, "modules_for_running_kernel")
+            text += {True: f", present for the running kernel {kernel}",
+                     False: f", MISSING for the running kernel {kernel}"}.get(running, "")
+        parts.append(text)
+    else:
+        parts.append("no kernel module package")
+    branches = _get(packaging, "branches")
+    if isinstance(branches, list) and len(branches) > 1:
+        parts.append(f"{len(branches)} branches installed: {', '.join(str(b) for b in branches)}")
+    return "; ".join(parts)
 
 
 ISOLATION_WORDS = {

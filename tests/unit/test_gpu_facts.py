@@ -23,7 +23,8 @@ from plugin_loader import ModuleFail, load_module, run_adhoc, run_main
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "gpu"
 ANSIBLE = REPO / ".venv" / "bin" / "ansible"
-CASES = ("no-gpu", "one-gpu-no-driver", "eight-gpus-driver", "nouveau", "mig-enabled", "smi-fails", "h200-captured")
+CASES = ("no-gpu", "one-gpu-no-driver", "eight-gpus-driver", "nouveau", "mig-enabled", "smi-fails", "h200-captured",
+         "ubuntu-archive-precompiled", "ubuntu-ppa-dkms", "ubuntu-pending-reboot")
 CAPTURED = REPO / "tests" / "fixtures" / "gpu-captured"
 
 SMI_QUERY = ("--query-gpu=index,name,uuid,memory.total,driver_version,mig.mode.current,pci.bus_id",
@@ -97,7 +98,8 @@ def test_no_gpu():
         "codename": "bookworm", "source": "/etc/os-release", "supported": True,
         "supported_list": SUPPORTED_LIST,
     }
-    assert gpu["driver"] == {"loaded": False, "version": None, "flavor": None, "nouveau_loaded": False}
+    assert gpu["driver"] == {"loaded": False, "version": None, "flavor": None, "nouveau_loaded": False,
+                             "packages": {}, "packaging": None}
     assert gpu["nvidia_smi"]["available"] is False
     assert gpu["nvidia_smi"]["path"] is None
     assert gpu["nvidia_smi"]["error"] == "nvidia-smi was not found"
@@ -144,8 +146,9 @@ def test_eight_gpus_with_driver():
         assert g == {"address": g["address"], "device_id": "0x2330", "class": "0x030200",
                      "driver": "nvidia", "model": "NVIDIA H100 SXM5 80GB"}
 
+    # A driver without dpkg packages (NVIDIA's .run installer): nothing to say about its packaging.
     assert gpu["driver"] == {"loaded": True, "version": "550.54.15", "flavor": "proprietary",
-                             "nouveau_loaded": False}
+                             "nouveau_loaded": False, "packages": {}, "packaging": None}
 
     smi = gpu["nvidia_smi"]
     assert smi["available"] is True
@@ -191,7 +194,8 @@ def test_nouveau():
         "address": "0000:65:00.0", "device_id": "0x2230", "class": "0x030000",
         "driver": "nouveau", "model": "NVIDIA RTX A6000",
     }]
-    assert gpu["driver"] == {"loaded": False, "version": None, "flavor": None, "nouveau_loaded": True}
+    assert gpu["driver"] == {"loaded": False, "version": None, "flavor": None, "nouveau_loaded": True,
+                             "packages": {}, "packaging": None}
     assert codes(gpu) == ["nouveau_loaded", "driver_not_loaded"]
     nouveau = gpu["problems"][0]
     assert nouveau.startswith("nouveau is loaded (bound to 0000:65:00.0) and blocks the NVIDIA driver: blacklist it (")
@@ -207,7 +211,8 @@ def test_mig_enabled():
     assert gpu["distribution"]["version_id"] == "24.04"
     assert gpu["distribution"]["supported"] is True
     assert [g["model"] for g in gpu["pci_gpus"]] == ["NVIDIA A100 SXM4 80GB"] * 2
-    assert gpu["driver"] == {"loaded": True, "version": "550.90.07", "flavor": "open", "nouveau_loaded": False}
+    assert gpu["driver"] == {"loaded": True, "version": "550.90.07", "flavor": "open", "nouveau_loaded": False,
+                             "packages": {}, "packaging": None}
     smi = gpu["nvidia_smi"]
     assert [(g["index"], g["mig_mode"], g["memory_mib"]) for g in smi["gpus"]] == [
         (0, "Enabled", 81920), (1, "Disabled", 81920)]
@@ -255,8 +260,10 @@ def test_captured_h200_tree_reads_as_the_real_host_did():
     recorded = json.loads((CAPTURED / "facts-module.json").read_text())["gpu"]
     gpu = facts("h200-captured")
     assert gpu["summary"] == recorded["summary"] == "1 GPU (NVIDIA H200), driver 580.159.04, CUDA 13.0"
-    for key in ("distribution", "pci_gpus", "driver", "findings", "problems"):
+    for key in ("distribution", "pci_gpus", "findings", "problems"):
         assert gpu[key] == recorded[key], key
+    # The driver's packaging came later than the recording; the copied dpkg status has no driver packages.
+    assert {k: gpu["driver"][k] for k in recorded["driver"]} == recorded["driver"]
     # The security floor's keys came later than the recording; the host had no toolkit.
     assert {k: gpu["toolkit"][k] for k in recorded["toolkit"]} == recorded["toolkit"]
     assert gpu["toolkit"] == NO_TOOLKIT
@@ -264,7 +271,8 @@ def test_captured_h200_tree_reads_as_the_real_host_did():
     assert smi == dict(recorded["nvidia_smi"], path=None)
     assert recorded["nvidia_smi"]["path"] == "/usr/local/nvidia/bin/nvidia-smi"
     assert smi["gpus"][0]["memory_mib"] == 143771 and smi["gpus"][0]["pci_address"] == "0000:00:06.0"
-    assert gpu["driver"] == {"loaded": True, "version": "580.159.04", "flavor": "open", "nouveau_loaded": False}
+    assert gpu["driver"] == {"loaded": True, "version": "580.159.04", "flavor": "open", "nouveau_loaded": False,
+                             "packages": {}, "packaging": None}
     assert gpu["pci_gpus"] == [{"address": "0000:00:06.0", "device_id": "0x2335", "class": "0x030200",
                                 "driver": "nvidia", "model": "NVIDIA H200 SXM 141GB"}]
     # Docker was not installed there; under another root the engine is never asked.
@@ -429,7 +437,8 @@ def test_empty_root(tmp_path):
     assert gpu["distribution"]["source"] is None
     assert gpu["distribution"]["supported"] is False
     assert gpu["pci_gpus"] == []
-    assert gpu["driver"] == {"loaded": False, "version": None, "flavor": None, "nouveau_loaded": False}
+    assert gpu["driver"] == {"loaded": False, "version": None, "flavor": None, "nouveau_loaded": False,
+                             "packages": {}, "packaging": None}
     assert gpu["toolkit"]["installed"] is False
     assert codes(gpu) == ["unknown_distribution"]
     assert gpu["problems"][0] == ("The distribution is unknown: /etc/os-release is missing or has no ID. "

@@ -22,6 +22,13 @@ description:
     installed.
   - The kernel driver, from C(/proc/driver/nvidia/version) and C(/proc/modules), and whether
     C(nouveau) is loaded.
+  - How the driver is packaged, from C(/var/lib/dpkg/status) and the running kernel's release
+    (C(/proc/sys/kernel/osrelease)) - Ubuntu's C(nvidia-driver-<branch>), C(nvidia-utils-<branch>),
+    C(nvidia-dkms-<branch>) and precompiled C(linux-modules-nvidia-<branch>-<kernel>) packages,
+    Debian's C(nvidia-driver), C(nvidia-kernel-dkms) and C(nvidia-tesla-<branch>-*) packages, and
+    NVIDIA's C(cuda-drivers) and C(nvidia-open) - with warnings when precompiled modules are missing
+    for the running or the newest installed kernel, when the installed driver differs from the
+    loaded one, and when several driver branches are installed.
   - The GPUs as the driver sees them, from
     C(nvidia-smi --query-gpu=index,name,uuid,memory.total,driver_version,mig.mode.current,pci.bus_id
     --format=csv,noheader,nounits), and the CUDA version from the header of plain C(nvidia-smi).
@@ -175,8 +182,56 @@ gpu:
           C(/proc/modules).
         - C(version) is the kernel module's version, and C(flavor) is V(open) for NVIDIA's open
           kernel modules and V(proprietary) otherwise (V(null) when unknown).
+        - C(packages) maps each installed driver package (dpkg state C(install ok installed)) to its
+          version; empty on hosts without driver packages (containers, CI machines, drivers installed
+          with NVIDIA's C(.run) installer).
+        - C(packaging) is V(null) when C(packages) is empty; otherwise it describes them.
+          C(source) is V(ubuntu-archive) (versions such as C(550.120-0ubuntu0.22.04.1)),
+          V(graphics-drivers-ppa) (C(~gpu) in the version, as in C(550.120-0ubuntu0~gpu22.04.1)),
+          V(nvidia-repository) (NVIDIA's CUDA or driver repository - C(cuda-drivers),
+          C(nvidia-open) or a version such as C(550.54.15-0ubuntu1)), V(debian-archive) (C(~deb12u1)
+          or C(+deb13u1) in the version) or V(unknown).
+          C(branch) is the driver branch in Ubuntu's terms (V(550), V(550-server); V(tesla-535) for
+          Debian's C(nvidia-tesla-535-*); Debian's other packages carry the upstream major version),
+          the one of the loaded driver when several are installed, and C(branches) lists every branch
+          whose driver, library or dkms packages are installed. C(version) is the Debian version of
+          the branch's user-space package (C(nvidia-utils-<branch>), C(libnvidia-compute-<branch>),
+          else the driver metapackage) and C(upstream_version) NVIDIA's version within it.
+          C(flavor) is V(open) when the kernel module packages are the open ones (C(-open)),
+          V(proprietary) otherwise, V(null) without kernel module packages.
+          C(kernel_modules) is V(precompiled) (Ubuntu's C(linux-modules-nvidia-*)), V(dkms), V(precompiled
+          and dkms) or V(null). C(kernel) is the running kernel's release. C(precompiled_kernels) lists
+          the kernel releases that the branch's precompiled modules are installed for, and
+          C(precompiled_flavours) the flavour metapackages (C(linux-modules-nvidia-550-server-generic)
+          follows the C(generic) kernels). C(modules_for_running_kernel) is true when precompiled
+          modules for the running kernel are installed (V(null) without precompiled modules).
+          C(newest_kernel) is the newest installed C(linux-image-<release>) of the running kernel's
+          flavour, the one the boot loader starts by default.
       type: dict
-      sample: {loaded: true, version: 550.54.15, flavor: proprietary, nouveau_loaded: false}
+      sample:
+        loaded: true
+        version: "550.120"
+        flavor: proprietary
+        nouveau_loaded: false
+        packages:
+          nvidia-driver-550-server: 550.120-0ubuntu0.22.04.1
+          nvidia-utils-550-server: 550.120-0ubuntu0.22.04.1
+          libnvidia-compute-550-server: 550.120-0ubuntu0.22.04.1
+          linux-modules-nvidia-550-server-generic: 5.15.0-105.115
+          linux-modules-nvidia-550-server-5.15.0-105-generic: 5.15.0-105.115
+        packaging:
+          source: ubuntu-archive
+          branch: 550-server
+          branches: [550-server]
+          version: 550.120-0ubuntu0.22.04.1
+          upstream_version: "550.120"
+          flavor: proprietary
+          kernel_modules: precompiled
+          kernel: 5.15.0-105-generic
+          precompiled_kernels: [5.15.0-105-generic]
+          precompiled_flavours: [generic]
+          modules_for_running_kernel: true
+          newest_kernel: 5.15.0-105-generic
     nvidia_smi:
       description:
         - C(available) is true when C(nvidia-smi --query-gpu) ran and succeeded; otherwise C(error)
@@ -340,19 +395,13 @@ except ImportError:  # Python 3.10: read_runtime_config falls back to a narrow r
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.gpuhost_docker_cdi import docker_cdi
 from ansible.module_utils.gpuhost_host_probe import first_line, is_executable, parse_nvrm_version, run_command
+from ansible.module_utils.gpuhost_platforms import SUPPORTED_LIST, find_release
 from ansible.module_utils.gpuhost_toolkit_security import describe_fixes, missing_fixes, security_floor
 
 
 NVIDIA_VENDOR = "0x10de"
 GPU_CLASS_PREFIXES = ("0x0300", "0x0302")
 
-SUPPORTED = (
-    ("debian", "12", "Debian 12 (bookworm)"),
-    ("debian", "13", "Debian 13 (trixie)"),
-    ("ubuntu", "22.04", "Ubuntu 22.04 (jammy)"),
-    ("ubuntu", "24.04", "Ubuntu 24.04 (noble)"),
-)
-SUPPORTED_LIST = ", ".join(label for _id, _version, label in SUPPORTED)
 
 # Names as in the pci.ids database (the part in brackets), for the GPUs gpuhost meets most often.
 KNOWN_MODELS = {
@@ -456,7 +505,7 @@ def parse_os_release(text):
 
 
 def is_supported(dist_id, version_id):
-    return any(dist_id == i and version_id == v for i, v, _label in SUPPORTED)
+    return find_release(dist_id, version_id) is not None
 
 
 def distribution_facts(root):
@@ -620,15 +669,26 @@ def loaded_modules(text):
     return names
 
 
+def running_kernel(root):
+    """The running kernel's release (uname -r) from proc/sys/kernel/osrelease, or None."""
+    text = read_text(under(root, "proc/sys/kernel/osrelease"), limit=4096)
+    lines = (text or "").strip().splitlines()
+    return lines[0].strip() or None if lines else None
+
+
 def driver_facts(root):
     version_text = read_text(under(root, "proc/driver/nvidia/version"))
     modules = loaded_modules(read_text(under(root, "proc/modules")))
     version, flavor = parse_nvrm_version(version_text)
+    packages, packaging = driver_packaging(parse_dpkg_installed(read_dpkg_status(root)), running_kernel(root),
+                                           loaded_version=version)
     return {
         "loaded": version_text is not None or "nvidia" in modules,
         "version": version,
         "flavor": flavor,
         "nouveau_loaded": "nouveau" in modules,
+        "packages": dict(packages),
+        "packaging": dict(packaging) if packaging is not None else None,
     }
 
 
@@ -837,24 +897,16 @@ def engine_facts(root, timeout, which=None, run=run_command):
 
 def parse_dpkg_status(text, wanted=TOOLKIT_PACKAGES):
     """{package: version} for the `wanted` packages that dpkg has in state 'install ok installed'."""
-    found = {}
-    for stanza in re.split(r"\n\s*\n", (text or "").replace("\r\n", "\n")):
-        fields = {}
-        key = None
-        for line in stanza.splitlines():
-            if line[:1] in (" ", "\t"):
-                continue  # continuation of the previous field
-            key, sep, value = line.partition(":")
-            if sep:
-                fields[key.strip().lower()] = value.strip()
-        name = fields.get("package")
-        if name in wanted and fields.get("status") == "install ok installed" and fields.get("version"):
-            found[name] = fields["version"]
+    found = parse_dpkg_installed(text)
     return OrderedDict((name, found[name]) for name in wanted if name in found)
 
 
+def read_dpkg_status(root):
+    return read_text(under(root, "var/lib/dpkg/status"), limit=64 * 1024 * 1024)
+
+
 def toolkit_facts(root, timeout=20, run=run_command):
-    packages = parse_dpkg_status(read_text(under(root, "var/lib/dpkg/status"), limit=64 * 1024 * 1024))
+    packages = parse_dpkg_status(read_dpkg_status(root))
     version = packages.get("nvidia-container-toolkit")
     try:
         lacking = missing_fixes(version) if version else []
@@ -875,6 +927,258 @@ def toolkit_facts(root, timeout=20, run=run_command):
         "cdi_refresh": cdi_refresh_facts(root),
         "persistenced": persistenced_facts(root),
     }
+
+
+# ---------------------------------------------------------------------------
+# The driver's packages (dpkg)
+# ---------------------------------------------------------------------------
+
+# A driver branch in Ubuntu's package names: 550, 550-server, 570-open, 570-server-open.
+_BRANCH = r"(?P<branch>\d{3,4}(?:-server)?(?:-open)?)"
+# A kernel release as uname -r prints it on Ubuntu and Debian: 5.15.0-105-generic, 6.8.0-1015-aws.
+_KERNEL_RELEASE_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)-(\d+)-([a-z0-9][a-z0-9.+-]*)$")
+
+# (pattern, role) of the driver packages, matched in this order. Roles: "driver" (the metapackage a
+# host installs), "userspace" (the libraries and nvidia-smi, whose version must match the loaded
+# kernel module), "dkms", "precompiled" (linux-modules-nvidia-*), "objects" and "signatures" (the
+# parts Ubuntu's precompiled modules are linked and signed from), "kernel-support", "repository"
+# (NVIDIA's own metapackages and pinning packages).
+DRIVER_PACKAGE_PATTERNS = tuple((re.compile(pattern), role) for pattern, role in (
+    # Ubuntu's names; NVIDIA's repository for Ubuntu uses the same ones.
+    (r"^nvidia-driver-" + _BRANCH + r"$", "driver"),
+    (r"^nvidia-headless-(?:no-dkms-)?" + _BRANCH + r"$", "driver"),
+    (r"^nvidia-utils-" + _BRANCH + r"$", "userspace"),
+    (r"^libnvidia-compute-" + _BRANCH + r"$", "userspace"),
+    (r"^nvidia-dkms-" + _BRANCH + r"$", "dkms"),
+    (r"^nvidia-kernel-(?:common|source)-" + _BRANCH + r"$", "kernel-support"),
+    (r"^linux-modules-nvidia-" + _BRANCH + r"-(?P<target>[a-z0-9][a-z0-9.+-]*)$", "precompiled"),
+    (r"^linux-objects-nvidia-" + _BRANCH + r"-(?P<target>[a-z0-9][a-z0-9.+-]*)$", "objects"),
+    (r"^linux-signatures-nvidia-(?P<target>[a-z0-9][a-z0-9.+-]*)$", "signatures"),
+    # NVIDIA's repository (CUDA and driver repositories, Ubuntu and Debian).
+    (r"^cuda-drivers(?:-(?P<branch>\d{3,4}))?$", "repository"),
+    (r"^nvidia-open(?:-(?P<branch>\d{3,4}))?$", "repository"),
+    (r"^nvidia-driver-pinning-(?P<branch>\d{3,4})(?:\.[0-9.]+)?$", "repository"),
+    (r"^nvidia-kernel-open-dkms$", "dkms"),
+    # From branch 590 NVIDIA's repository for Ubuntu drops the branch from the names.
+    (r"^nvidia-dkms(?:-open)?$", "dkms"),
+    # Debian's names.
+    (r"^nvidia-driver$", "driver"),
+    (r"^nvidia-tesla-(?P<branch>\d{3,4})-driver$", "driver"),
+    (r"^nvidia-(?:tesla-(?P<branch>\d{3,4})-)?(?:open-)?kernel-dkms$", "dkms"),
+    (r"^nvidia-(?:tesla-(?P<branch>\d{3,4})-)?kernel-support$", "kernel-support"),
+    (r"^nvidia-smi$", "userspace"),
+    (r"^libcuda1$", "userspace"),
+    (r"^nvidia-tesla-(?P<branch>\d{3,4})-libcuda1$", "userspace"),
+))
+
+# Which package's version is the driver's version: the first of these roles that is installed.
+VERSION_ROLES = ("userspace", "driver", "dkms", "repository")
+
+SOURCE_WORDS = {
+    "ubuntu-archive": "Ubuntu's archive (restricted)",
+    "graphics-drivers-ppa": "the graphics-drivers PPA",
+    "nvidia-repository": "NVIDIA's CUDA/driver repository",
+    "debian-archive": "Debian's archive (non-free)",
+    "unknown": "an unknown source",
+}
+
+
+def parse_dpkg_installed(text):
+    """{package: version} of every package that dpkg has in state 'install ok installed', in file order."""
+    found = OrderedDict()
+    for stanza in re.split(r"\n\s*\n", (text or "").replace("\r\n", "\n")):
+        fields = {}
+        for line in stanza.splitlines():
+            if line[:1] in (" ", "\t"):
+                continue  # continuation of the previous field
+            key, sep, value = line.partition(":")
+            if sep:
+                fields[key.strip().lower()] = value.strip()
+        name = fields.get("package")
+        if name and fields.get("status") == "install ok installed" and fields.get("version"):
+            found[name] = fields["version"]
+    return found
+
+
+def classify_driver_package(name):
+    """(role, branch, target) of a driver package, or None. `target` is the kernel release or
+    kernel flavour of linux-modules/objects/signatures-nvidia-* packages."""
+    for pattern, role in DRIVER_PACKAGE_PATTERNS:
+        match = pattern.match(name)
+        if match:
+            groups = match.groupdict()
+            return role, groups.get("branch"), groups.get("target")
+    return None
+
+
+def _package_branch(name, version):
+    """The branch of a driver package: from its name (550-server), or for Debian's names without
+    one (nvidia-driver, libcuda1) the upstream major version; 'tesla-535' for nvidia-tesla-535-*."""
+    found = classify_driver_package(name)
+    if found is None:
+        return None
+    role, branch, _target = found
+    if branch is None and role in ("driver", "userspace", "dkms"):
+        major = (upstream_version(version) or "").split(".")[0]
+        branch = major if major.isdigit() else None
+    if branch and name.startswith("nvidia-tesla-"):
+        branch = "tesla-" + branch
+    # The open kernel modules' packages (nvidia-driver-570-open, nvidia-dkms-570-open) share the
+    # libraries and nvidia-utils-570 of their branch: "-open" is the flavor, not another branch.
+    if branch and branch.endswith("-open"):
+        branch = branch[:-len("-open")]
+    return branch
+
+
+def upstream_version(version):
+    """'1:550.120-0ubuntu0.22.04.1' -> '550.120': the Debian version without epoch and revision."""
+    text = (version or "").strip()
+    if ":" in text:
+        text = text.split(":", 1)[1]
+    return text.rsplit("-", 1)[0] if "-" in text else text or None
+
+
+def parse_kernel_release(release):
+    """'5.15.0-105-generic' -> ((5, 15, 0, 105), 'generic'); None when it is not that form."""
+    match = _KERNEL_RELEASE_RE.match((release or "").strip())
+    if not match:
+        return None
+    return tuple(int(n) for n in match.groups()[:4]), match.group(5)
+
+
+def driver_source(packages, roles):
+    """Where the driver packages came from, by their names and versions.
+
+    The rule, first match wins, looking at the versions of the driver, user-space and dkms packages:
+    - a version with '~gpu' (0ubuntu0~gpu22.04.1): Launchpad's graphics-drivers PPA, whose uploads
+      carry that suffix;
+    - cuda-drivers, cuda-drivers-<branch>, nvidia-open, nvidia-driver-pinning-<branch>,
+      nvidia-kernel-open-dkms or the unbranched nvidia-dkms(-open) installed: NVIDIA's repository,
+      the only one with those names;
+    - a revision '<n>ubuntu<n>.<YY.MM>...' (0ubuntu0.22.04.1): Ubuntu's archive; every update of
+      the nvidia-graphics-drivers-* sources for a stable release is versioned that way;
+    - a revision exactly '0ubuntu1' or '1ubuntu1' with no release after it: NVIDIA's repository,
+      which rebuilds Ubuntu's packaging as 550.54.15-0ubuntu1. (A version a release first shipped
+      with can look the same; Ubuntu's later updates do not);
+    - any other '<n>ubuntu<n>' revision: Ubuntu's archive (a release's own pocket);
+    - '~deb<n>' or '+deb<n>' in the revision: Debian's archive (stable updates and backports);
+    - otherwise 'unknown' (for example a plain '-1' on Debian, which both Debian and NVIDIA use).
+    """
+    main = [packages[name] for name, role in roles.items() if role in ("driver", "userspace", "dkms")]
+    if any("~gpu" in v for v in main):
+        return "graphics-drivers-ppa"
+    if any(role == "repository" for role in roles.values()) or any(
+            name in ("nvidia-kernel-open-dkms", "nvidia-dkms", "nvidia-dkms-open") for name in roles):
+        return "nvidia-repository"
+    revisions = [v.rsplit("-", 1)[1] if "-" in v else "" for v in main]
+    if any(re.match(r"^\d+ubuntu\d+\.\d\d\.\d\d", r) for r in revisions):
+        return "ubuntu-archive"
+    if any(r in ("0ubuntu1", "1ubuntu1") for r in revisions):
+        return "nvidia-repository"
+    if any(re.match(r"^\d+ubuntu\d+", r) for r in revisions):
+        return "ubuntu-archive"
+    if any(re.search(r"[~+]deb\d", r) for r in revisions):
+        return "debian-archive"
+    return "unknown"
+
+
+def driver_packaging(installed, kernel, loaded_version=None):
+    """(packages, packaging) from dpkg's installed packages and the running kernel's release.
+
+    `packages` maps each recognised driver package to its version; `packaging` is None when
+    there is none."""
+    roles = OrderedDict()
+    branches = {}
+    targets = {}
+    for name in sorted(installed):
+        found = classify_driver_package(name)
+        if found is None:
+            continue
+        roles[name] = found[0]
+        branch = _package_branch(name, installed[name])
+        if branch:
+            branches[name] = branch
+        if found[2]:
+            targets[name] = found[2]
+    packages = OrderedDict((name, installed[name]) for name in roles)
+    if not packages:
+        return packages, None
+
+    # A branch counts as installed when its driver, user-space or dkms packages are; leftover
+    # precompiled modules of another branch for an old kernel do not.
+    installed_branches = sorted({branches[n] for n, r in roles.items() if n in branches and r in ("driver", "userspace", "dkms")},
+                                key=_branch_key)
+    loaded_major = (loaded_version or "").split(".")[0]
+    branch = None
+    if installed_branches:
+        same = [b for b in installed_branches if b.replace("tesla-", "").split("-")[0] == loaded_major]
+        branch = same[0] if same else installed_branches[-1]
+
+    version = None
+    for wanted in VERSION_ROLES:
+        for name, role in roles.items():
+            if role == wanted and (branch is None or branches.get(name) in (branch, None)):
+                version = packages[name]
+                break
+        if version:
+            break
+
+    precompiled = [n for n, r in roles.items() if r == "precompiled" and (branch is None or branches.get(n) == branch)]
+    precompiled_kernels = sorted({targets[n] for n in precompiled if parse_kernel_release(targets[n])},
+                                 key=lambda r: parse_kernel_release(r)[0])
+    precompiled_flavours = sorted({targets[n] for n in precompiled if not parse_kernel_release(targets[n])})
+    dkms = [n for n, r in roles.items() if r == "dkms"]
+    modules = " and ".join(kind for kind, present in (("precompiled", precompiled), ("dkms", dkms)) if present) or None
+
+    kernel_names = [n for n, r in roles.items() if r in ("dkms", "precompiled")]
+    if not kernel_names:
+        flavor = None
+    elif any((branches.get(n) or "").endswith("-open") or "open" in n.split("-") for n in kernel_names):
+        flavor = "open"
+    else:
+        flavor = "proprietary"
+
+    running = None
+    if precompiled and kernel:
+        running = kernel in precompiled_kernels
+    packaging = OrderedDict([
+        ("source", driver_source(packages, roles)),
+        ("branch", branch),
+        ("branches", installed_branches),
+        ("version", version),
+        ("upstream_version", upstream_version(version) if version else None),
+        ("flavor", flavor),
+        ("kernel_modules", modules),
+        ("kernel", kernel),
+        ("precompiled_kernels", precompiled_kernels),
+        ("precompiled_flavours", precompiled_flavours),
+        ("modules_for_running_kernel", running),
+        ("newest_kernel", newest_installed_kernel(installed, kernel)),
+    ])
+    return packages, packaging
+
+
+def _branch_key(branch):
+    number = re.search(r"\d+", branch)
+    return (int(number.group(0)) if number else 0, branch)
+
+
+def newest_installed_kernel(installed, running):
+    """The newest installed linux-image-<release> of the running kernel's flavour (the kernel the
+    boot loader starts by default), or None when unknown."""
+    parsed = parse_kernel_release(running)
+    if parsed is None:
+        return None
+    flavour = parsed[1]
+    best = None
+    for name in installed:
+        match = re.match(r"^linux-image-(?:unsigned-)?(.+)$", name)
+        release = parse_kernel_release(match.group(1)) if match else None
+        if release is None or release[1] != flavour:
+            continue
+        if best is None or release[0] > parse_kernel_release(best)[0]:
+            best = match.group(1)
+    return best
 
 
 # ---------------------------------------------------------------------------
@@ -1149,6 +1453,69 @@ def driver_install_advice(dist_id):
     return "%s; %s" % (debian, ubuntu)
 
 
+def packaging_findings(driver):
+    """(code, severity, message) about the driver's packages; none without driver packages."""
+    packaging = driver.get("packaging")
+    packages = driver.get("packages") or {}
+    if not packaging:
+        return []
+    found = []
+    branch = packaging.get("branch")
+    kernel = packaging.get("kernel")
+    modules = packaging.get("kernel_modules")
+    precompiled = packaging.get("precompiled_kernels") or []
+    # Precompiled modules (Ubuntu's linux-modules-nvidia-<branch>-<kernel release>) load only on the
+    # kernel they were built for. With a dkms package too, dkms builds for other kernels, so only
+    # hosts that rely on precompiled modules alone are checked.
+    if modules == "precompiled" and kernel and branch and precompiled:
+        flavours = packaging.get("precompiled_flavours") or []
+        flavour = (parse_kernel_release(kernel) or (None, None))[1]
+        # Ubuntu's names carry the open flavor after the branch: linux-modules-nvidia-570-open-<kernel>.
+        module_branch = branch + ("-open" if packaging.get("flavor") == "open" else "")
+        meta = "linux-modules-nvidia-%s-%s" % (module_branch, flavour) if flavour else None
+        follow = ("" if meta is None or flavour in flavours else
+                  " and the metapackage %s, which installs the modules for each new kernel of that flavour" % meta)
+        newest = packaging.get("newest_kernel")
+        if kernel not in precompiled:
+            state = ("is loaded now but will not load again after the next reboot"
+                     if driver.get("loaded") else "cannot be loaded")
+            found.append(("precompiled_modules_missing", "warning",
+                          "The NVIDIA driver's precompiled kernel modules (branch %s) are installed for %s but not "
+                          "for the running kernel %s: the driver %s. Install linux-modules-nvidia-%s-%s%s "
+                          "(ubuntu-drivers install installs the metapackage), then reboot."
+                          % (branch, ", ".join(precompiled), kernel, state, module_branch, kernel, follow)))
+        elif (newest and newest != kernel and newest not in precompiled
+              and parse_kernel_release(newest)[0] > parse_kernel_release(kernel)[0]):
+            found.append(("precompiled_modules_missing", "warning",
+                          "The newest installed kernel %s, which the boot loader starts by default, has no NVIDIA "
+                          "precompiled kernel modules (branch %s; installed for %s): the driver will not load "
+                          "after the next reboot. Install linux-modules-nvidia-%s-%s%s (ubuntu-drivers install "
+                          "installs the metapackage) before rebooting."
+                          % (newest, branch, ", ".join(precompiled), module_branch, newest, follow)))
+
+    installed_version = packaging.get("upstream_version")
+    loaded_version = driver.get("version")
+    if driver.get("loaded") and loaded_version and installed_version and installed_version != loaded_version:
+        found.append(("driver_version_mismatch", "warning",
+                      "The loaded NVIDIA kernel module is %s but the installed driver packages are %s (%s): "
+                      "programs that use the installed libraries, nvidia-smi and containers among them, fail with "
+                      "\"Failed to initialize NVML: Driver/library version mismatch\". Reboot to load the "
+                      "installed driver (or, with no process using the GPUs, unload the nvidia modules and "
+                      "load them again)."
+                      % (loaded_version, installed_version, packaging.get("version"))))
+
+    branches = packaging.get("branches") or []
+    if len(branches) > 1:
+        others = [name for name in sorted(packages)
+                  if _package_branch(name, packages[name]) in branches and _package_branch(name, packages[name]) != branch]
+        found.append(("several_driver_branches", "warning",
+                      "NVIDIA driver packages of %d branches are installed (%s); only one driver can be loaded, "
+                      "and upgrades of the others can replace its libraries or kernel modules. Keep branch %s "
+                      "and remove the others' packages: apt purge %s."
+                      % (len(branches), ", ".join(branches), branch, " ".join(others))))
+    return found
+
+
 def find_problems(gpu):
     """The findings for the collected facts: dicts with code, severity and message."""
     findings = []
@@ -1202,6 +1569,9 @@ def find_problems(gpu):
                 "upgrade without a reboot) or the /dev/nvidia* device files are missing: reboot, or "
                 "reinstall the driver packages so that both match; the lines with NVRM in dmesg show "
                 "the driver's own error." % (version, status, _sentence(smi["error"])))
+
+    for code, severity, message in packaging_findings(driver):
+        add(code, severity, message)
 
     if smi["available"] and pci and len(smi["gpus"]) < len(pci):
         others = sorted({g["driver"] or "no driver" for g in pci if g["driver"] != "nvidia"})
