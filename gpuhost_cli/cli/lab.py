@@ -9,14 +9,20 @@ from typing import Annotated
 import typer
 
 from gpuhost_cli.cli._common import OutputFormat, fail, help_text, print_json
+from gpuhost_cli.lab.fleet import DISTROS
 
 UP_HELP = """\
 Start a lab fleet on this machine: N systemd hosts (containers from local Debian images,
 built once with debootstrap), each reachable over SSH with a key made for the lab, a
 signed stand-in mirror of Docker's and NVIDIA's repositories, and an inventory for them.
 
+--distro picks the hosts' release: debian12, debian13, or the SIMULATED Ubuntu hosts
+ubuntu22-sim and ubuntu24-sim (a Debian 12 or 13 userland that identifies as Ubuntu 22.04 or
+24.04, with a stand-in of Ubuntu's archive in the mirror: no Ubuntu is involved); mixed
+cycles through all four in that order.
+
 The stand-in mirror holds packages under the real names that install the real entry
-points; it is not Docker's or NVIDIA's software. The hosts fetch Debian's own packages
+points; it is not Docker's, NVIDIA's or Ubuntu's software. The hosts fetch Debian's own packages
 through one local caching proxy (apt-cacher-ng, the container gpuhost-apt-cache, shared by
 every lab and the tests), so a fleet downloads each package once; --no-apt-cache fetches
 them directly. Needs root and a running Docker engine.
@@ -28,6 +34,7 @@ Examples:
 
   gpuhost lab up                        # 2 Debian 12 hosts
   gpuhost lab up --hosts 5 --distro mixed
+  gpuhost lab up --hosts 1 --distro ubuntu24-sim --name sim24   # a simulated Ubuntu 24.04 host
   gpuhost provision -i ~/.local/state/gpuhost/lab/inventory
   gpuhost verify -i ~/.local/state/gpuhost/lab/inventory
   gpuhost lab down
@@ -40,10 +47,8 @@ gpuhost-apt-cache removes it) are kept for the next gpuhost lab up.
 """
 
 
-class Distro(str, Enum):
-    debian12 = "debian12"
-    debian13 = "debian13"
-    mixed = "mixed"
+#: --distro: the lab's host images (gpuhost's release list) and mixed.
+Distro = Enum("Distro", {name: name for name in (*DISTROS, "mixed")}, type=str)
 
 
 StateDir = Annotated[
@@ -72,7 +77,10 @@ def _lab(state_dir: Path | None, name: str, apt_cache: bool = True):
 
 def up(
     hosts: Annotated[int, typer.Option("--hosts", "-n", min=1, max=32, help="How many hosts.")] = 2,
-    distro: Annotated[Distro, typer.Option("--distro", help="Debian release of the hosts; mixed alternates.")]
+    distro: Annotated[Distro, typer.Option(
+        "--distro", help="Release of the hosts: debian12, debian13, ubuntu22-sim or ubuntu24-sim "
+                         "(simulated Ubuntu 22.04 / 24.04: a Debian userland that identifies as Ubuntu); "
+                         "mixed cycles through the four.")]
     = Distro.debian12,
     state_dir: StateDir = None,
     name: Name = "gpuhost-lab",

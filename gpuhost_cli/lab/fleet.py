@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -16,10 +17,14 @@ from typing import Callable, Sequence
 
 import yaml
 
+from gpuhost_cli.ansible_plugins.module_utils.gpuhost_platforms import RELEASES
+
 ASSETS = Path(__file__).resolve().parent / "assets"
 
-#: Debian releases the lab can run, by the name gpuhost uses for them.
-DISTROS = ("debian12", "debian13")
+#: The host images the lab can run, one per supported release, in the order of gpuhost's
+#: release list: debian12, debian13, and the simulated Ubuntu hosts ubuntu22-sim and
+#: ubuntu24-sim (a Debian 12 or 13 userland that identifies as Ubuntu 22.04 or 24.04).
+DISTROS = tuple(release["lab_image"] for release in RELEASES)
 
 #: What a systemd host with Docker inside needs where --privileged is refused.
 CAPABILITIES = (
@@ -32,12 +37,18 @@ MIRROR_PORT = 8080
 #: archive (assets/apt-cache.sh); the stand-in mirror is reached directly.
 APT_CACHE_NAME = "gpuhost-apt-cache"
 APT_CACHE_PORT = 3142
-KEY_NAMES = ("docker", "nvidia", "rogue")
+KEY_NAMES = ("docker", "nvidia", "rogue", "ubuntu")
 STAND_IN_NOTICE = (
-    "The lab's Docker and NVIDIA repositories are a local STAND-IN mirror: packages under the "
-    "real names that install the real entry points, signed with keys made for the lab. They are "
-    "not Docker's or NVIDIA's software."
+    "The lab's Docker and NVIDIA repositories (and, for the simulated Ubuntu hosts, Ubuntu's "
+    "archive) are a local STAND-IN mirror: packages under the real names that install the real "
+    "entry points, signed with keys made for the lab. They are not Docker's, NVIDIA's or "
+    "Ubuntu's software."
 )
+#: On a simulated Ubuntu host (build-images.sh): the marker file, the keyring its stand-in
+#: of Ubuntu's archive is signed-by, and its apt source for that archive.
+SIM_MARKER = "/etc/gpuhost-simulated-release"
+SIM_KEYRING = "/usr/share/keyrings/ubuntu-archive-standin.gpg"
+SIM_SOURCES = "/etc/apt/sources.list.d/ubuntu-standin.list /etc/apt/sources.list.d/ubuntu-standin.sources"
 
 
 class LabError(Exception):
@@ -58,7 +69,7 @@ def default_state_dir(prefix: str = "gpuhost-lab") -> Path:
 
 
 def distros_for(count: int, distro: str) -> list[str]:
-    """The release of each of ``count`` hosts; "mixed" alternates Debian 12 and 13."""
+    """The host image of each of ``count`` hosts; "mixed" cycles through DISTROS in order."""
     if count < 1:
         raise LabError(f"--hosts must be at least 1, got {count}")
     if distro == "mixed":
@@ -199,10 +210,15 @@ class Lab:
 
     # ---- Pieces ------------------------------------------------------------------------
     def ensure_images(self, distros: Sequence[str]) -> None:
+        """Build the missing host images with build-images.sh: the Debian ones with debootstrap,
+        a simulated Ubuntu one from its Debian image (seconds). Needs the mirror keys first:
+        a simulated Ubuntu image carries the ubuntu-standin public key."""
         missing = sorted({d for d in distros
-                          if self._docker("image", "inspect", f"{self.image_repo}/{d}:latest", check=False).returncode})
+                          if self._docker("image", "inspect", f"{self.image_repo}/{d}:latest", check=False).returncode},
+                         key=DISTROS.index)
         if missing:
-            self.log(f"building host images {', '.join(missing)} with debootstrap (a few minutes, once)")
+            self.log(f"building host images {', '.join(missing)} (debootstrap for a Debian image: "
+                     "a few minutes, once)")
             self._run_asset("build-images.sh", *missing)
 
     def ensure_mirror_keys(self) -> dict[str, str]:
@@ -285,6 +301,20 @@ class Lab:
         raise LabError(f"lab host {name} did not boot within {timeout:.0f} s (systemd says {state or 'nothing'}); "
                        f"docker logs {name} shows its console")
 
+    def trust_lab_mirror(self, name: str) -> None:
+        """On a simulated Ubuntu host, point its stand-in of Ubuntu's archive at this lab's
+        mirror and trust this lab's ubuntu-standin key. The image carries the key and the
+        mirror's name it was built with (the tests', or another lab's); each lab signs its
+        own mirror. A Debian host has no such source and is left alone."""
+        armored = (self.keys_dir / "ubuntu-standin.public.asc").read_bytes()
+        keyring = subprocess.run(["gpg", "--batch", "--dearmor"], input=armored, capture_output=True, check=True).stdout
+        script = (
+            f'[ -f {SIM_MARKER} ] || exit 0; set -e; umask 022; base64 -d > {SIM_KEYRING}; '
+            f'for f in {SIM_SOURCES} {SIM_MARKER}; do [ ! -f "$f" ] || '
+            f'sed -i -E "s#http://[^ /()]+/ubuntu#{self.mirror_url}/ubuntu#" "$f"; done'
+        )
+        self._docker("exec", "-i", name, "sh", "-c", script, input_text=base64.b64encode(keyring).decode())
+
     def prepare_ssh(self, name: str) -> None:
         self.wait_for_boot(name)
         public = Path(f"{self.ssh_key}.pub").read_text(encoding="utf-8")
@@ -331,8 +361,8 @@ class Lab:
     def up(self, count: int, distro: str = "debian12") -> list[LabHost]:
         releases = distros_for(count, distro)
         self.require_docker()
-        self.ensure_images(releases)
         fingerprints = self.ensure_mirror_keys()
+        self.ensure_images(releases)
         self.ensure_ssh_key()
         self.ensure_network()
         self.log("starting the stand-in mirror")
@@ -344,6 +374,7 @@ class Lab:
         hosts = []
         for name, release in zip(names, releases):
             self.prepare_ssh(name)
+            self.trust_lab_mirror(name)
             address = self.address(name)
             self.wait_for_ssh(address)
             hosts.append(LabHost(name, release, address))

@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
-# Build the local signed apt mirror that stands in for Docker's and NVIDIA's
+# Build the local signed apt mirror that stands in for Docker's, NVIDIA's and Ubuntu's
 # repositories in tests and in the lab, then (with --serve) run it as a container on the
 # test network. Every package in it is a STAND-IN: it carries the real package name and
 # installs the real entry points, but it is not the vendor's software.
 #
 #   GPUHOST_MIRROR_KEYS=DIR build-mirror.sh [--serve]
 #
-# DIR holds {docker,nvidia,rogue}-standin.secret.asc and .public.asc: keys made for the
-# stand-in mirror only. The mirror is built under $GPUHOST_CACHE/mirror.
+# DIR holds {docker,nvidia,rogue,ubuntu}-standin.secret.asc and .public.asc: keys made for
+# the stand-in mirror only. The mirror is built under $GPUHOST_CACHE/mirror.
 #
-# Layout served at http://gpuhost-mirror:8080/ :
-#   linux/debian/gpg, linux/debian/dists/{bookworm,trixie}/...      (Docker's layout)
+# Layout served at http://$GPUHOST_MIRROR_NAME:8080/ (gpuhost-mirror on the test network):
+#   linux/debian/gpg, linux/debian/dists/{bookworm,trixie}/stable/binary-ARCH/   (Docker's
+#       layout; pool/stable/CODENAME/), versions 5:X-1~debian.12~bookworm, ~debian.13~trixie
+#   linux/ubuntu/gpg, linux/ubuntu/dists/{jammy,noble}/stable/binary-ARCH/       (Docker's
+#       layout for Ubuntu, the same docker key), versions 5:X-1~ubuntu.22.04~jammy and
+#       ~ubuntu.24.04~noble; docker-ce there is the docker.io of the simulated host's Debian
+#       userland (jammy: bookworm's, noble: trixie's)
+#   ubuntu/dists/{jammy,noble}/universe/binary-ARCH/   Ubuntu's archive (pool/CODENAME/), only
+#       docker-compose-v2 and docker-buildx, signed by the ubuntu-standin key, which the
+#       simulated Ubuntu hosts trust (build-images.sh); docker.io comes from their Debian
+#       userland's own archive
 #   libnvidia-container/gpgkey, libnvidia-container/{stable,experimental}/deb/ARCH/  (NVIDIA's)
 #   rogue/libnvidia-container/...   NVIDIA's layout and key, but signed by another key
 set -euo pipefail
@@ -33,6 +42,16 @@ toolkit_experimental=(1.18.0~rc.1-1)
 # release. The newest is what an unpinned install takes on a fresh host, as with Docker's
 # repository. 27.6.0 is a label for the tests only: no such Docker release is implied.
 docker_upstream=(27.5.1 27.6.0)
+# Docker's plugins (one version per release) and Ubuntu's packages that ship the same CLI
+# plugins under other names (labels for the tests only). Docker's and Ubuntu's packages of a
+# plugin both install /usr/libexec/docker/cli-plugins/docker-compose (or docker-buildx), with
+# no relation between them: installing one where the other is fails in dpkg ("trying to
+# overwrite"), as with the real packages.
+compose_upstream=2.32.4
+buildx_upstream=0.20.0
+declare -A ubuntu_compose_v2=([jammy]=2.24.6+ds1-0ubuntu1~22.04.1 [noble]=2.27.0+ds1-0ubuntu1~24.04.1)
+declare -A ubuntu_buildx=([jammy]=0.14.1-0ubuntu1~22.04.1 [noble]=0.14.1-0ubuntu1~24.04.1)
+cli_plugins=/usr/libexec/docker/cli-plugins
 
 fpr_of() { gpg --with-colons --list-keys "$1-standin@gpuhost.invalid" | awk -F: '/^fpr/{print $10; exit}'; }
 
@@ -64,8 +83,9 @@ render() {
 build_deb() {
   local name="$1" version="$2" depends="$3" dest="$4"
   shift 4
-  local root="$work/pkg/$name-$version"
-  rm -rf "$root"
+  local root
+  mkdir -p "$work/pkg"
+  root="$(mktemp -d "$work/pkg/$name.XXXXXX")"
   mkdir -p "$root/DEBIAN" "$root/usr/share/doc/$name"
   {
     echo "Package: $name"
@@ -93,6 +113,7 @@ build_deb() {
   mkdir -p "$dest"
   # File names carry no epoch, as in Docker's pool.
   dpkg-deb --root-owner-group -Zxz -b "$root" "$dest/${name}_${version#*:}_${arch}.deb" >/dev/null
+  rm -rf "$root"
 }
 
 # sign_release DIR KEY: write Release.gpg and InRelease next to DIR/Release.
@@ -197,13 +218,23 @@ fetch_debian_debs() {
 }
 
 # repack_deb SOURCE_DEB NAME VERSION DEST DEPENDS CONFLICTS: Debian's package under the
-# upstream name, so Docker's package names install a daemon that really runs.
+# upstream name, so Docker's package names install a daemon that really runs. SOURCE_DEB is
+# unpacked once and each repack is a hard-linked copy of that tree with its own
+# control file.
 repack_deb() {
   local src="$1" name="$2" version="$3" dest="$4" depends="$5" conflicts="$6"
-  local root="$work/repack/$name"
-  rm -rf "$root"
-  mkdir -p "$(dirname "$root")"
-  dpkg-deb -R "$src" "$root"
+  local tree root
+  tree="$work/unpacked/$(basename "$src" .deb)"
+  if [ ! -d "$tree" ]; then
+    mkdir -p "$(dirname "$tree")"
+    dpkg-deb -R "$src" "$tree"
+  fi
+  mkdir -p "$work/repack"
+  root="$(mktemp -d "$work/repack/$name.XXXXXX")"
+  rmdir "$root"
+  cp -al "$tree" "$root"
+  # The control file is rewritten: a copy of its own, not a link into the unpacked tree.
+  cp --remove-destination "$tree/DEBIAN/control" "$root/DEBIAN/control"
   python3 - "$root/DEBIAN/control" "$name" "$version" "$depends" "$conflicts" <<'PY'
 import sys
 path, name, version, extra_depends, conflicts = sys.argv[1:]
@@ -237,51 +268,93 @@ PY
   echo "STAND-IN package built for gpuhost's tests: $name $version (Debian's $(basename "$src"))" \
     >"$root/usr/share/doc/$name/STAND-IN"
   mkdir -p "$dest"
-  # File names carry no epoch, as in Docker's pool. Fast compression: these are large.
-  dpkg-deb --root-owner-group -Zgzip -z1 -b "$root" "$dest/${name}_${version#*:}_${arch}.deb" >/dev/null
+  # File names carry no epoch, as in Docker's pool. Fast compression: these are large, and
+  # zstd -1 packs them about three times faster than gzip -1 (every dpkg and apt here reads it).
+  dpkg-deb --root-owner-group -Zzstd -z1 -b "$root" "$dest/${name}_${version#*:}_${arch}.deb" >/dev/null
+  rm -rf "$root"
 }
 
-# docker_repo CODENAME: Docker's layout, linux/debian/dists/CODENAME/stable/binary-ARCH.
-# docker-ce is Debian's docker.io repacked (Debian's docker.io conflicts with docker-ce, so
-# it cannot simply depend on it); on trixie, where the client is its own package,
-# docker-ce-cli is Debian's docker-cli repacked.
-docker_repo() {
-  local codename="$1" major version upstream base="$out/linux/debian"
-  case "$codename" in bookworm) major=12 ;; trixie) major=13 ;; esac
-  local pool="$base/pool/stable/$codename"
-  local debs="$GPUHOST_CACHE/debian-debs/$codename"
-  if [ "$codename" = trixie ]; then
-    fetch_debian_debs "$codename" docker.io docker-cli
-  else
-    fetch_debian_debs "$codename" docker.io
-  fi
-  for upstream in "${docker_upstream[@]}"; do
-    version="5:${upstream}-1~debian.${major}~${codename}"
-    if [ "$codename" = trixie ]; then
-      repack_deb "$(ls "$debs"/docker-cli_*.deb | head -n1)" docker-ce-cli "$version" "$pool" "" "docker-cli"
-    else
-      build_deb docker-ce-cli "$version" "" "$pool"
-    fi
-    repack_deb "$(ls "$debs"/docker.io_*.deb | head -n1)" docker-ce "$version" "$pool" \
-      "docker-ce-cli (= $version), containerd.io" "docker.io, docker-engine"
-  done
-  build_deb containerd.io 1.7.25-1 "containerd" "$pool"
-  build_deb docker-buildx-plugin 0.20.0-1~debian.${major}~${codename} "" "$pool"
-  build_deb docker-compose-plugin 2.32.4-1~debian.${major}~${codename} "" "$pool"
-  local dists="$base/dists/$codename"
-  mkdir -p "$dists/stable/binary-$arch"
-  (cd "$base" && apt-ftparchive packages "pool/stable/$codename" >"dists/$codename/stable/binary-$arch/Packages")
-  gzip -9kf "$dists/stable/binary-$arch/Packages"
+# index_suite ROOT SUITE COMPONENT POOL KEY: ROOT/dists/SUITE/COMPONENT/binary-ARCH/Packages
+# of the .debs under ROOT/POOL, and ROOT/dists/SUITE/{Release,InRelease,Release.gpg} with
+# Suite and Codename SUITE, signed by KEY.
+index_suite() {
+  local root="$1" suite="$2" component="$3" pool="$4" key="$5"
+  local dists="$root/dists/$suite" release
+  mkdir -p "$dists/$component/binary-$arch"
+  (cd "$root" && apt-ftparchive packages "$pool" >"dists/$suite/$component/binary-$arch/Packages")
+  gzip -9kf "$dists/$component/binary-$arch/Packages"
+  release="$(mktemp "$work/Release.XXXXXX")"
   apt-ftparchive \
     -o APT::FTPArchive::Release::Origin="gpuhost stand-in" \
     -o APT::FTPArchive::Release::Label="gpuhost stand-in" \
-    -o APT::FTPArchive::Release::Suite="$codename" \
-    -o APT::FTPArchive::Release::Codename="$codename" \
-    -o APT::FTPArchive::Release::Components=stable \
+    -o APT::FTPArchive::Release::Suite="$suite" \
+    -o APT::FTPArchive::Release::Codename="$suite" \
+    -o APT::FTPArchive::Release::Components="$component" \
     -o APT::FTPArchive::Release::Architectures="$arch" \
-    release "$dists" >"$work/Release"
-  mv "$work/Release" "$dists/Release"
-  sign_release "$dists" docker
+    release "$dists" >"$release"
+  mv "$release" "$dists/Release"
+  sign_release "$dists" "$key"
+}
+
+# docker_repo DISTRIBUTION CODENAME USERLAND TAG: Docker's layout for one release,
+# linux/DISTRIBUTION/dists/CODENAME/stable/binary-ARCH with pool/stable/CODENAME, versions
+# as Docker's (5:X-1~TAG~CODENAME, TAG debian.12 or ubuntu.22.04). USERLAND is the Debian
+# release whose packages the host runs: CODENAME itself for Debian, the Debian release under
+# a simulated Ubuntu host. docker-ce is USERLAND's docker.io repacked (Debian's docker.io
+# conflicts with docker-ce, so it cannot simply depend on it); on trixie, where the client
+# is its own package, docker-ce-cli is Debian's docker-cli repacked. The plugins ship the
+# stand-in CLI plugins (standin/docker-compose, standin/docker-buildx).
+docker_repo() {
+  local distribution="$1" codename="$2" userland="$3" tag="$4" version upstream
+  local base="$out/linux/$distribution"
+  local pool="$base/pool/stable/$codename"
+  local debs="$GPUHOST_CACHE/debian-debs/$userland"
+  if [ "$userland" = trixie ]; then
+    fetch_debian_debs "$userland" docker.io docker-cli
+  else
+    fetch_debian_debs "$userland" docker.io
+  fi
+  local docker_io docker_cli
+  docker_io="$(compgen -G "$debs/docker.io_*.deb" | head -n1)"
+  docker_cli="$(compgen -G "$debs/docker-cli_*.deb" | head -n1 || true)"
+  for upstream in "${docker_upstream[@]}"; do
+    version="5:${upstream}-1~${tag}~${codename}"
+    if [ "$userland" = trixie ]; then
+      repack_deb "$docker_cli" docker-ce-cli "$version" "$pool" "" "docker-cli"
+    else
+      build_deb docker-ce-cli "$version" "" "$pool"
+    fi
+    repack_deb "$docker_io" docker-ce "$version" "$pool" \
+      "docker-ce-cli (= $version), containerd.io" "docker.io, docker-engine"
+  done
+  build_deb containerd.io 1.7.25-1 "containerd" "$pool"
+  build_deb docker-buildx-plugin "${buildx_upstream}-1~${tag}~${codename}" "" "$pool" \
+    "$here/standin/docker-buildx:$cli_plugins/docker-buildx"
+  build_deb docker-compose-plugin "${compose_upstream}-1~${tag}~${codename}" "" "$pool" \
+    "$here/standin/docker-compose:$cli_plugins/docker-compose"
+  index_suite "$base" "$codename" stable "pool/stable/$codename" docker
+}
+
+# ubuntu_archive CODENAME: the stand-in of Ubuntu's archive for one release,
+# ubuntu/dists/CODENAME/universe/binary-ARCH with pool/CODENAME/universe: Ubuntu's own
+# packages of Docker's CLI plugins, which conflict in files with Docker's.
+ubuntu_archive() {
+  local codename="$1" base="$out/ubuntu"
+  local pool="$base/pool/$codename/universe"
+  build_deb docker-compose-v2 "${ubuntu_compose_v2[$codename]}" "" "$pool" \
+    "$here/standin/docker-compose:$cli_plugins/docker-compose"
+  build_deb docker-buildx "${ubuntu_buildx[$codename]}" "" "$pool" \
+    "$here/standin/docker-buildx:$cli_plugins/docker-buildx"
+  index_suite "$base" "$codename" universe "pool/$codename/universe" ubuntu
+}
+
+# jobs_wait PID...: wait for each, fail when one failed.
+jobs_wait() {
+  local pid rc=0
+  for pid in "$@"; do
+    wait "$pid" || rc=1
+  done
+  [ "$rc" -eq 0 ] || die "building the stand-in mirror failed; see the lines above"
 }
 
 build() {
@@ -289,16 +362,30 @@ build() {
   rm -rf "$out.new"
   local save="$out"
   out="$out.new"
-  mkdir -p "$out/linux/debian" "$out/libnvidia-container" "$out/rogue/libnvidia-container"
+  mkdir -p "$out/linux/debian" "$out/linux/ubuntu" "$out/libnvidia-container" "$out/rogue/libnvidia-container"
+  # Docker signs its Debian and Ubuntu repositories with one key.
   cp "$keys/docker-standin.public.asc" "$out/linux/debian/gpg"
+  cp "$keys/docker-standin.public.asc" "$out/linux/ubuntu/gpg"
   cp "$keys/nvidia-standin.public.asc" "$out/libnvidia-container/gpgkey"
-  docker_repo bookworm
-  docker_repo trixie
-  flat_repo "$out/libnvidia-container/stable" nvidia "${toolkit_stable[@]}"
-  flat_repo "$out/libnvidia-container/experimental" nvidia "${toolkit_experimental[@]}"
   # A repository that serves NVIDIA's key but whose index another key signed.
   cp "$keys/nvidia-standin.public.asc" "$out/rogue/libnvidia-container/gpgkey"
-  flat_repo "$out/rogue/libnvidia-container/stable" rogue "${toolkit_stable[@]}"
+  # Three jobs side by side (the repacks are CPU-bound); each userland's docker.io is
+  # unpacked once, by the job that repacks it for Debian and for the simulated Ubuntu.
+  local pids=()
+  # (No && inside a job: it would turn set -e off in the functions it calls.)
+  { docker_repo debian bookworm bookworm debian.12; docker_repo ubuntu jammy bookworm ubuntu.22.04; } &
+  pids+=("$!")
+  { docker_repo debian trixie trixie debian.13; docker_repo ubuntu noble trixie ubuntu.24.04; } &
+  pids+=("$!")
+  {
+    ubuntu_archive jammy
+    ubuntu_archive noble
+    flat_repo "$out/libnvidia-container/stable" nvidia "${toolkit_stable[@]}"
+    flat_repo "$out/libnvidia-container/experimental" nvidia "${toolkit_experimental[@]}"
+    flat_repo "$out/rogue/libnvidia-container/stable" rogue "${toolkit_stable[@]}"
+  } &
+  pids+=("$!")
+  jobs_wait "${pids[@]}"
   # Build stamp: the inputs' checksum, so an unchanged mirror is not rebuilt.
   echo "$inputs_sum" >"$out/.inputs"
   rm -rf "$save"
@@ -315,7 +402,8 @@ main() {
   trap 'gpgconf --homedir "$work/gnupg" --kill gpg-agent 2>/dev/null || true; rm -rf "$work"' EXIT
   export GNUPGHOME="$work/gnupg"
   mkdir -m 0700 "$GNUPGHOME"
-  for k in docker nvidia rogue; do
+  for k in docker nvidia rogue ubuntu; do
+    [ -f "$keys/$k-standin.secret.asc" ] || die "$keys/$k-standin.secret.asc is missing: the stand-in mirror signs with it"
     gpg --batch -q --import "$keys/$k-standin.secret.asc" 2>/dev/null
   done
 
