@@ -2,16 +2,20 @@
 
     python3 tests/harness/capture_gpu_tree.py DEST [--nvidia-smi PATH]
 
-Copies os-release, /proc/modules, /proc/driver/nvidia/version, the vendor, device and class
-of every PCI device with the name of its driver, the dpkg entries of NVIDIA's container
-packages and /etc/docker/daemon.json; and writes DEST/usr/bin/nvidia-smi, a stand-in that
-prints what the real nvidia-smi printed for the two invocations gpu_facts makes. Nothing
-else of the host is copied. Uses the standard library only, so it runs on a bare GPU host.
+Copies os-release, /proc/modules, /proc/driver/nvidia/version, the running kernel's release
+(/proc/sys/kernel/osrelease), the vendor, device and class of every PCI device with the name of
+its driver, /etc/docker/daemon.json, and the dpkg entries of NVIDIA's container packages, of the
+driver's packages and of the kernel images (linux-image-<release>), which gpu_facts reads for the
+driver's packaging; and writes DEST/usr/bin/nvidia-smi, a stand-in that prints what the real
+nvidia-smi printed for the two invocations gpu_facts makes. Nothing else of the host is copied.
+Uses the standard library only (the driver packages are recognised by gpu_facts' own
+module_utils/gpuhost_driver_packages.py, loaded from this checkout), so it runs on a bare GPU host.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import shlex
 import shutil
@@ -24,10 +28,23 @@ QUERY = [
     "--format=csv,noheader,nounits",
 ]
 FILES = ("etc/os-release", "usr/lib/os-release", "proc/modules", "proc/driver/nvidia/version",
-         "etc/docker/daemon.json")
+         "proc/sys/kernel/osrelease", "etc/docker/daemon.json")
 PCI_ATTRIBUTES = ("vendor", "device", "class")
 DPKG_PACKAGES = ("nvidia-container-toolkit", "nvidia-container-toolkit-base",
                  "libnvidia-container-tools", "libnvidia-container1")
+DRIVER_PACKAGES_FILE = (Path(__file__).resolve().parents[2]
+                        / "gpuhost_cli/ansible_plugins/module_utils/gpuhost_driver_packages.py")
+
+
+def load_driver_packages():
+    """gpu_facts' recognition of the driver's packages, imported by path: it needs no Ansible."""
+    spec = importlib.util.spec_from_file_location("gpuhost_driver_packages", DRIVER_PACKAGES_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+driver_packages = load_driver_packages()
 
 
 def copy_file(source: Path, dest: Path) -> bool:
@@ -56,12 +73,18 @@ def copy_pci(source_root: Path, dest_root: Path) -> int:
     return count
 
 
+def wanted_package(name: str) -> bool:
+    """NVIDIA's container packages, and the driver's packages and kernel images that gpu_facts
+    reads for the driver's packaging (the same recognition as gpu_facts')."""
+    return name in DPKG_PACKAGES or driver_packages.describes_packaging(name)
+
+
 def dpkg_entries(text: str) -> str:
-    """The stanzas of dpkg's status file that describe NVIDIA's container packages."""
+    """The stanzas of dpkg's status file that describe the packages gpu_facts reads."""
     keep = []
     for stanza in text.split("\n\n"):
         first = stanza.strip().splitlines()[:1]
-        if first and first[0].startswith("Package: ") and first[0][9:].strip() in DPKG_PACKAGES:
+        if first and first[0].startswith("Package: ") and wanted_package(first[0][9:].strip()):
             keep.append(stanza.strip())
     return "\n\n".join(keep) + ("\n" if keep else "")
 

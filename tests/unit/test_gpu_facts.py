@@ -304,6 +304,28 @@ def test_capture_script_reproduces_a_tree(tmp_path):
     assert other.returncode == 2 and "no recording for: -L" in other.stderr
 
 
+def test_capture_script_keeps_the_driver_packaging(tmp_path):
+    """The copy keeps the running kernel's release and the dpkg stanzas of the driver's packages and the
+    kernel images, so it reads with the same packaging and findings; other packages are left out."""
+    source = FIXTURES / "ubuntu-pending-reboot"
+    subprocess.run([sys.executable, str(REPO / "tests/harness/capture_gpu_tree.py"), str(tmp_path / "copy"),
+                    "--source-root", str(source), "--nvidia-smi", str(source / "usr/bin/nvidia-smi")],
+                   check=True, capture_output=True)
+    original, copy = facts("ubuntu-pending-reboot"), gf.collect(str(tmp_path / "copy"))
+    for key in ("distribution", "driver", "findings", "summary"):
+        assert copy[key] == original[key], key
+    assert (tmp_path / "copy/proc/sys/kernel/osrelease").read_text() == "5.15.0-105-generic\n"
+    packaging = copy["driver"]["packaging"]
+    assert (packaging["kernel"], packaging["newest_kernel"], packaging["source"]) == (
+        "5.15.0-105-generic", "5.15.0-107-generic", "ubuntu-archive")
+    assert codes(copy) == ["nvidia_smi_failed", "precompiled_modules_missing", "driver_version_mismatch"]
+    status = (tmp_path / "copy/var/lib/dpkg/status").read_text()
+    kept = [line[len("Package: "):] for line in status.splitlines() if line.startswith("Package: ")]
+    assert kept == ["linux-image-5.15.0-105-generic", "linux-image-5.15.0-107-generic", "nvidia-driver-550-server",
+                    "nvidia-utils-550-server", "libnvidia-compute-550-server", "nvidia-kernel-common-550-server",
+                    "linux-modules-nvidia-550-server-5.15.0-105-generic", "linux-signatures-nvidia-5.15.0-105-generic"]
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_every_fixture_is_consistent(case):
     gpu = facts(case)

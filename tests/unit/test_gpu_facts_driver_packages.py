@@ -1,7 +1,10 @@
 """gpu_facts: the NVIDIA driver's packaging (dpkg) and the distribution releases, on Ubuntu and Debian.
 
-The trees ubuntu-archive-precompiled, ubuntu-ppa-dkms and ubuntu-pending-reboot under
-tests/fixtures/gpu are constructed (see the README there); other cases are built in tmp_path.
+The recognition of the packages and the rules behind the findings live in
+module_utils/gpuhost_driver_packages.py and are tested there directly; the fixture trees are read
+end to end through gpu_facts. The trees ubuntu-archive-precompiled, ubuntu-ppa-dkms and
+ubuntu-pending-reboot under tests/fixtures/gpu are constructed (see the README there); other cases
+are built in tmp_path.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "gpu"
 
 gf = load_module("gpu_facts")
-from ansible.module_utils.gpuhost_platforms import SUPPORTED_LIST  # noqa: E402  (importable once loaded)
+from ansible.module_utils import gpuhost_driver_packages as dp  # noqa: E402  (importable once loaded)
+from ansible.module_utils.gpuhost_platforms import SUPPORTED_LIST  # noqa: E402
 
 UBUNTU_550 = "550.120-0ubuntu0.22.04.1"
 PPA_570 = "570.133.07-0ubuntu0~gpu24.04.1"
@@ -56,7 +60,7 @@ def tree(tmp_path, case, files=(), remove=()):
 
 
 def packaging_of(installed, kernel="5.15.0-105-generic", loaded=None):
-    packages, packaging = gf.driver_packaging(gf.parse_dpkg_installed(dpkg(*installed)), kernel, loaded_version=loaded)
+    packages, packaging = dp.driver_packaging(dp.parse_dpkg_installed(dpkg(*installed)), kernel, loaded_version=loaded)
     return dict(packages), packaging
 
 
@@ -268,7 +272,7 @@ def test_user_space_only_in_a_container_is_no_alarm(tmp_path):
     ("nvidia-driver-local-repo-ubuntu2204-550.54.15", None),
 ])
 def test_classify_driver_package(name, expected):
-    assert gf.classify_driver_package(name) == expected
+    assert dp.classify_driver_package(name) == expected
 
 
 @pytest.mark.parametrize("version, upstream", [
@@ -276,7 +280,7 @@ def test_classify_driver_package(name, expected):
     ("570.133.07", "570.133.07"), ("", None),
 ])
 def test_upstream_version(version, upstream):
-    assert gf.upstream_version(version) == upstream
+    assert dp.upstream_version(version) == upstream
 
 
 @pytest.mark.parametrize("installed, source", [
@@ -318,10 +322,68 @@ def test_newest_installed_kernel_keeps_to_the_running_flavour():
     installed = {"linux-image-5.15.0-105-generic": "x", "linux-image-5.15.0-107-generic": "x",
                  "linux-image-5.15.0-1060-aws": "x", "linux-image-unsigned-5.15.0-110-lowlatency": "x",
                  "linux-image-generic": "x"}
-    assert gf.newest_installed_kernel(installed, "5.15.0-105-generic") == "5.15.0-107-generic"
-    assert gf.newest_installed_kernel(installed, "5.15.0-1055-aws") == "5.15.0-1060-aws"
-    assert gf.newest_installed_kernel(installed, "6.18.44-custom") is None
-    assert gf.newest_installed_kernel({}, "5.15.0-105-generic") is None
+    assert dp.newest_installed_kernel(installed, "5.15.0-105-generic") == "5.15.0-107-generic"
+    assert dp.newest_installed_kernel(installed, "5.15.0-1055-aws") == "5.15.0-1060-aws"
+    assert dp.newest_installed_kernel(installed, "6.18.44-custom") is None
+    assert dp.newest_installed_kernel({}, "5.15.0-105-generic") is None
+
+
+@pytest.mark.parametrize("name, release", [
+    ("linux-image-5.15.0-107-generic", "5.15.0-107-generic"),
+    ("linux-image-unsigned-5.15.0-110-lowlatency", "5.15.0-110-lowlatency"),
+    ("linux-image-6.1.0-27-amd64", "6.1.0-27-amd64"),
+    ("linux-image-generic", None), ("linux-image-amd64", None),
+    ("linux-modules-nvidia-550-server-5.15.0-105-generic", None), ("base-files", None),
+])
+def test_kernel_image_release(name, release):
+    assert dp.kernel_image_release(name) == release
+
+
+def test_describes_packaging_keeps_driver_packages_and_kernel_images():
+    """What capture_gpu_tree.py keeps of dpkg's status: the stanzas driver_packaging reads."""
+    for name in ("nvidia-driver-550-server", "linux-modules-nvidia-550-server-generic", "cuda-drivers",
+                 "nvidia-tesla-535-kernel-dkms", "linux-image-5.15.0-105-generic"):
+        assert dp.describes_packaging(name), name
+    for name in ("base-files", "linux-image-generic", "nvidia-container-toolkit", "libnvidia-container1",
+                 "linux-modules-extra-5.15.0-105-generic"):
+        assert not dp.describes_packaging(name), name
+
+
+@pytest.mark.parametrize("text, release", [
+    ("5.15.0-105-generic\n", "5.15.0-105-generic"), ("  6.8.0-52-generic  \nrest\n", "6.8.0-52-generic"),
+    ("", None), ("\n\n", None), (None, None),
+])
+def test_parse_osrelease(text, release):
+    assert dp.parse_osrelease(text) == release
+
+
+def test_parse_dpkg_installed_keeps_installed_packages_in_file_order():
+    text = dpkg(("nvidia-utils-550", "550.120-0ubuntu0.22.04.1"), ("base-files", "12ubuntu4"),
+                ("nvidia-driver-535", "535.183.06-0ubuntu0.22.04.1", "deinstall ok config-files"),
+                ("linux-image-5.15.0-105-generic", "5.15.0-105.115"))
+    expected = [("nvidia-utils-550", "550.120-0ubuntu0.22.04.1"), ("base-files", "12ubuntu4"),
+                ("linux-image-5.15.0-105-generic", "5.15.0-105.115")]
+    assert list(dp.parse_dpkg_installed(text).items()) == expected
+    assert list(dp.parse_dpkg_installed(text.replace("\n", "\r\n")).items()) == expected
+    assert dp.parse_dpkg_installed(None) == {}
+
+
+def test_packaging_findings_on_plain_data():
+    _packages, packaging = packaging_of([("nvidia-driver-550-server", UBUNTU_550),
+                                         ("nvidia-utils-550-server", UBUNTU_550)])
+    driver = {"loaded": True, "version": "550.90.07", "packages": {"nvidia-driver-550-server": UBUNTU_550},
+              "packaging": dict(packaging)}
+    assert [code for code, _severity, _message in dp.packaging_findings(driver)] == ["driver_version_mismatch"]
+    assert dp.packaging_findings(dict(driver, loaded=False)) == []
+    assert dp.packaging_findings({"loaded": True, "version": "550.90.07", "packages": {}, "packaging": None}) == []
+
+
+def test_gpu_facts_uses_the_module_utils():
+    """gpu_facts keeps no copy of its own: the facts and findings come from gpuhost_driver_packages."""
+    for name in ("driver_packaging", "packaging_findings", "parse_dpkg_installed", "parse_osrelease"):
+        assert getattr(gf, name) is getattr(dp, name), name
+    for name in ("classify_driver_package", "driver_source", "newest_installed_kernel", "DRIVER_PACKAGE_PATTERNS"):
+        assert not hasattr(gf, name), name
 
 
 @settings(max_examples=200, deadline=None)
@@ -329,10 +391,10 @@ def test_newest_installed_kernel_keeps_to_the_running_flavour():
                           st.text(alphabet="0123456789.:-~+abgpuntd", min_size=1, max_size=24)), max_size=8),
        st.one_of(st.none(), st.text(max_size=30)), st.one_of(st.none(), st.text(max_size=12)))
 def test_packaging_never_raises(installed, kernel, loaded):
-    packages, packaging = gf.driver_packaging(dict(installed), kernel, loaded_version=loaded)
+    packages, packaging = dp.driver_packaging(dict(installed), kernel, loaded_version=loaded)
     driver = {"loaded": True, "version": loaded, "packages": dict(packages),
               "packaging": dict(packaging) if packaging else None}
-    for code, severity, message in gf.packaging_findings(driver):
+    for code, severity, message in dp.packaging_findings(driver):
         assert severity == "warning" and message
     json.dumps(driver)
 
