@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +18,8 @@ signed stand-in mirror of Docker's and NVIDIA's repositories, and an inventory f
 --distro picks the hosts' release: debian12, debian13, or the SIMULATED Ubuntu hosts
 ubuntu22-sim and ubuntu24-sim (a Debian 12 or 13 userland that identifies as Ubuntu 22.04 or
 24.04, with a stand-in of Ubuntu's archive in the mirror: no Ubuntu is involved); mixed
-cycles through all four in that order.
+cycles through all four in that order, and a comma-separated list (debian12,ubuntu24-sim)
+through those.
 
 The stand-in mirror holds packages under the real names that install the real entry
 points; it is not Docker's, NVIDIA's or Ubuntu's software. The hosts fetch Debian's own packages
@@ -47,8 +47,8 @@ gpuhost-apt-cache removes it) are kept for the next gpuhost lab up.
 """
 
 
-#: --distro: the lab's host images (gpuhost's release list) and mixed.
-Distro = Enum("Distro", {name: name for name in (*DISTROS, "mixed")}, type=str)
+#: --distro: the lab's host images (gpuhost's release list), mixed, or a comma-separated list.
+DISTRO_METAVAR = "|".join((*DISTROS, "mixed")) + "[,...]"
 
 
 StateDir = Annotated[
@@ -77,11 +77,12 @@ def _lab(state_dir: Path | None, name: str, apt_cache: bool = True):
 
 def up(
     hosts: Annotated[int, typer.Option("--hosts", "-n", min=1, max=32, help="How many hosts.")] = 2,
-    distro: Annotated[Distro, typer.Option(
-        "--distro", help="Release of the hosts: debian12, debian13, ubuntu22-sim or ubuntu24-sim "
-                         "(simulated Ubuntu 22.04 / 24.04: a Debian userland that identifies as Ubuntu); "
-                         "mixed cycles through the four.")]
-    = Distro.debian12,
+    distro: Annotated[str, typer.Option(
+        "--distro", metavar=DISTRO_METAVAR,
+        help="Release of the hosts: debian12, debian13, ubuntu22-sim or ubuntu24-sim "
+             "(simulated Ubuntu 22.04 / 24.04: a Debian userland that identifies as Ubuntu); "
+             "mixed cycles through the four; a comma-separated list cycles through those.")]
+    = "debian12",
     state_dir: StateDir = None,
     name: Name = "gpuhost-lab",
     apt_cache: Annotated[bool, typer.Option("--apt-cache/--no-apt-cache",
@@ -92,11 +93,15 @@ def up(
 ) -> None:
     """Start the lab (help: UP_HELP)."""
     from gpuhost_cli.lab import LabError
-    from gpuhost_cli.lab.fleet import STAND_IN_NOTICE
+    from gpuhost_cli.lab.fleet import STAND_IN_NOTICE, distros_for
 
+    try:
+        distros_for(hosts, distro)
+    except LabError as exc:
+        fail(str(exc), 2)
     lab = _lab(state_dir, name, apt_cache)
     try:
-        started = lab.up(hosts, distro.value)
+        started = lab.up(hosts, distro)
     except LabError as exc:
         fail(str(exc), 1)
     summary = {

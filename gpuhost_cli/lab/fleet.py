@@ -69,14 +69,17 @@ def default_state_dir(prefix: str = "gpuhost-lab") -> Path:
 
 
 def distros_for(count: int, distro: str) -> list[str]:
-    """The host image of each of ``count`` hosts; "mixed" cycles through DISTROS in order."""
+    """The host image of each of ``count`` hosts. ``distro`` is one image, a comma-separated
+    list of images cycled over the hosts ("debian12,ubuntu24-sim"), or "mixed": all of
+    DISTROS in order."""
     if count < 1:
         raise LabError(f"--hosts must be at least 1, got {count}")
-    if distro == "mixed":
-        return [DISTROS[i % len(DISTROS)] for i in range(count)]
-    if distro not in DISTROS:
-        raise LabError(f"--distro must be one of {', '.join(DISTROS)} or mixed, got {distro!r}")
-    return [distro] * count
+    wanted = list(DISTROS) if distro == "mixed" else distro.split(",")
+    unknown = [d for d in wanted if d not in DISTROS]
+    if unknown or not wanted:
+        raise LabError(f"--distro must be one of {', '.join(DISTROS)} or mixed, or a comma-separated list of "
+                       f"them, got {distro!r}")
+    return [wanted[i % len(wanted)] for i in range(count)]
 
 
 def inventory_documents(hosts: Sequence[LabHost], ssh_key: Path, mirror: str,

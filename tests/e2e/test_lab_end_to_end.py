@@ -1,5 +1,5 @@
-"""End to end, as an operator works: a lab fleet over SSH, provision, provision again,
-verify, facts, and the lab removed. Needs root and a running Docker engine (tests/run.sh
+"""End to end, as an operator works: a lab fleet over SSH (one Debian 12 host and one
+simulated Ubuntu 24.04 host), provision, provision again, verify, facts, and the lab removed. Needs root and a running Docker engine (tests/run.sh
 provides both); it is not part of the unit tests."""
 
 import json
@@ -24,7 +24,7 @@ def gpuhost(*args, check=True):
 def lab(tmp_path_factory):
     state = tmp_path_factory.mktemp("lab")
     try:
-        up = gpuhost("lab", "up", "--hosts", "2", "--distro", "mixed", "--name", NAME, "--state-dir", state,
+        up = gpuhost("lab", "up", "--hosts", "2", "--distro", "debian12,ubuntu24-sim", "--name", NAME, "--state-dir", state,
                      "--format", "json")
         yield json.loads(up.stdout), state
     finally:
@@ -35,7 +35,7 @@ def lab(tmp_path_factory):
 def test_lab_up_reports_two_hosts_over_ssh_and_the_stand_in_mirror(lab):
     summary, state = lab
     assert [h["name"] for h in summary["hosts"]] == [f"{NAME}-1", f"{NAME}-2"]
-    assert [h["distro"] for h in summary["hosts"]] == ["debian12", "debian13"]
+    assert [h["distro"] for h in summary["hosts"]] == ["debian12", "ubuntu24-sim"]
     assert all(h["address"] for h in summary["hosts"])
     assert summary["stand_in"] is True and "STAND-IN" in summary["notice"]
     assert Path(summary["inventory"]) == state / "inventory"
@@ -70,11 +70,12 @@ def test_facts_reports_each_host(lab):
     summary, _ = lab
     result = json.loads(gpuhost("facts", "-i", summary["inventory"], "--format", "json").stdout)
     assert result["ok"] is True
-    for name, version in ((f"{NAME}-1", "12"), (f"{NAME}-2", "13")):
+    for name, release in ((f"{NAME}-1", ("debian", "12", "bookworm")), (f"{NAME}-2", ("ubuntu", "24.04", "noble"))):
         assert result["hosts"][name]["status"] == "ok"
         facts = result["hosts"][name]["facts"]
-        assert facts["distribution"]["version_id"] == version
-        assert facts["distribution"]["supported"] is True
+        dist = facts["distribution"]
+        assert (dist["id"], dist["version_id"], dist["codename"]) == release
+        assert dist["supported"] is True
         assert facts["pci_gpus"] == []
         # The lab pins no version: the newest stable toolkit of the stand-in mirror.
         assert facts["toolkit"]["version"] == "1.20.0-1"

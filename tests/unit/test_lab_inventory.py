@@ -43,7 +43,16 @@ def test_an_unknown_distro_is_refused_with_the_choices():
     with pytest.raises(LabError) as err:
         distros_for(2, "ubuntu24")
     assert str(err.value) == ("--distro must be one of debian12, debian13, ubuntu22-sim, ubuntu24-sim or mixed, "
-                              "got 'ubuntu24'")
+                              "or a comma-separated list of them, got 'ubuntu24'")
+
+
+def test_a_comma_separated_list_cycles_through_its_releases():
+    # The end-to-end test's two hosts: one Debian and one simulated Ubuntu.
+    assert distros_for(2, "debian12,ubuntu24-sim") == ["debian12", "ubuntu24-sim"]
+    assert distros_for(3, "ubuntu22-sim,debian13") == ["ubuntu22-sim", "debian13", "ubuntu22-sim"]
+    for bad in ("debian12,", "debian12,mixed", ",", "debian12;ubuntu24-sim"):
+        with pytest.raises(LabError):
+            distros_for(2, bad)
 
 
 def test_the_lab_makes_a_key_for_the_ubuntu_archive_stand_in_as_the_tests_have_one():
@@ -59,7 +68,7 @@ def test_lab_up_offers_the_simulated_ubuntu_hosts_and_refuses_others(tmp_path):
     from gpuhost_cli.cli import app
 
     help_text = CliRunner().invoke(app, ["lab", "up", "--help"], terminal_width=200).output
-    assert "debian12|debian13|ubuntu22-sim|ubuntu24-sim|mixed" in help_text
+    assert "debian12|debian13|ubuntu22-sim|ubuntu24-sim|mixed[,...]" in help_text
     assert "simulated Ubuntu" in help_text
     result = CliRunner().invoke(app, ["lab", "up", "--distro", "ubuntu24", "--state-dir", str(tmp_path)])
     assert result.exit_code == 2

@@ -16,17 +16,20 @@ __metaclass__ = type
 
 RELEASES = (
     {"id": "debian", "name": "Debian", "version": "12", "codename": "bookworm",
-     "lab_image": "debian12", "tested_as": "Debian 12 hosts (debootstrap, systemd) in Molecule and the lab"},
+     "lab_image": "debian12", "tested_as": "real Debian 12 hosts (debootstrap, systemd): every Molecule scenario and the "
+                  "end-to-end lab test over SSH"},
     {"id": "debian", "name": "Debian", "version": "13", "codename": "trixie",
-     "lab_image": "debian13", "tested_as": "Debian 13 hosts (debootstrap, systemd) in Molecule and the lab"},
+     "lab_image": "debian13", "tested_as": "real Debian 13 hosts (debootstrap, systemd): Molecule default, daemon-safety "
+                  "(with docker_install_source: distro) and fleet"},
     {"id": "ubuntu", "name": "Ubuntu", "version": "22.04", "codename": "jammy",
      "lab_image": "ubuntu22-sim",
-     "tested_as": "simulated: a Debian 12 userland that identifies as Ubuntu 22.04 (ubuntu22-sim), "
-                  "with stand-ins of Docker's and Ubuntu's packages"},
+     "tested_as": "simulated: a Debian 12 userland that identifies as Ubuntu 22.04, with stand-ins "
+                  "of Docker's and Ubuntu's packages; Molecule default and fleet"},
     {"id": "ubuntu", "name": "Ubuntu", "version": "24.04", "codename": "noble",
      "lab_image": "ubuntu24-sim",
-     "tested_as": "simulated: a Debian 13 userland that identifies as Ubuntu 24.04 (ubuntu24-sim), "
-                  "with stand-ins of Docker's and Ubuntu's packages"},
+     "tested_as": "simulated: a Debian 13 userland that identifies as Ubuntu 24.04, with stand-ins "
+                  "of Docker's and Ubuntu's packages; Molecule default and fleet, and the end-to-end "
+                  "lab test over SSH"},
 )
 
 
