@@ -41,6 +41,16 @@ bash tests/harness/setup-venv.sh
 # shellcheck disable=SC1091
 source .venv/bin/activate
 
+# The test-host images (debootstrap, on a fresh machine mostly waiting on downloads) build
+# while lint and the unit tests use the CPU.
+images_pid=""
+if [ "$fast" -eq 0 ]; then
+  ensure_docker_engine
+  mkdir -p .cache/test/logs
+  bash tests/harness/build-images.sh >.cache/test/logs/build-images.log 2>&1 &
+  images_pid=$!
+fi
+
 step "Lint: yamllint and ansible-lint (production profile)"
 yamllint --strict .
 ansible-lint
@@ -54,8 +64,10 @@ if [ "$fast" -eq 1 ]; then
 fi
 
 step "Test hosts and the stand-in mirror"
-ensure_docker_engine
-bash tests/harness/build-images.sh
+images_rc=0
+wait "$images_pid" || images_rc=$?
+cat .cache/test/logs/build-images.log
+[ "$images_rc" -eq 0 ] || { echo "building the test-host images failed"; exit 1; }
 bash tests/harness/build-mirror.sh --serve
 
 passed=0
