@@ -18,36 +18,10 @@ KEYS = REPO / "tests" / "harness" / "mirror" / "keys"
 SIMS = [r for r in RELEASES if r["id"] == "ubuntu"]
 MIRROR = "http://gpuhost-mirror:8080"
 
-# Ubuntu's own files, as on the real releases (os-release of 22.04.5 and 24.04.3 LTS).
-UBUNTU_OS_RELEASE = {
-    "jammy": """PRETTY_NAME="Ubuntu 22.04.5 LTS"
-NAME="Ubuntu"
-VERSION_ID="22.04"
-VERSION="22.04.5 LTS (Jammy Jellyfish)"
-VERSION_CODENAME=jammy
-ID=ubuntu
-ID_LIKE=debian
-HOME_URL="https://www.ubuntu.com/"
-SUPPORT_URL="https://help.ubuntu.com/"
-BUG_REPORT_URL="https://bugs.launchpad.net/ubuntu/"
-PRIVACY_POLICY_URL="https://www.ubuntu.com/legal/terms-and-policies/privacy-policy"
-UBUNTU_CODENAME=jammy
-""",
-    "noble": """PRETTY_NAME="Ubuntu 24.04.3 LTS"
-NAME="Ubuntu"
-VERSION_ID="24.04"
-VERSION="24.04.3 LTS (Noble Numbat)"
-VERSION_CODENAME=noble
-ID=ubuntu
-ID_LIKE=debian
-HOME_URL="https://www.ubuntu.com/"
-SUPPORT_URL="https://help.ubuntu.com/"
-BUG_REPORT_URL="https://bugs.launchpad.net/ubuntu/"
-PRIVACY_POLICY_URL="https://www.ubuntu.com/legal/terms-and-policies/privacy-policy"
-UBUNTU_CODENAME=noble
-LOGO=ubuntu-logo
-""",
-}
+# Ubuntu's os-release files as the real releases ship them (tests/fixtures/os-release).
+OS_RELEASE_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "os-release"
+UBUNTU_OS_RELEASE = {path.name.removeprefix("ubuntu-"): path.read_text(encoding="utf-8")
+                     for path in sorted(OS_RELEASE_DIR.glob("ubuntu-*"))}
 DEBIAN_VERSION = {"jammy": "bookworm/sid\n", "noble": "trixie/sid\n"}
 POINT = {"jammy": "22.04.5", "noble": "24.04.3"}
 

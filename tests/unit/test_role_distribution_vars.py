@@ -80,24 +80,20 @@ def test_the_facts_table_covers_every_release():
     assert sorted(FACTS) == sorted((r["id"], r["version"]) for r in RELEASES)
 
 
-@pytest.mark.parametrize("version,codename", [("22.04", "jammy"), ("24.04", "noble")])
-def test_ubuntu_uses_dockers_ubuntu_repository(version, codename):
-    render = role_vars("docker", release_facts("ubuntu", version))
-    assert render("__docker_source_line") == (
-        f"deb [arch=amd64 signed-by=/etc/apt/keyrings/docker.gpg] "
-        f"https://download.docker.com/linux/ubuntu {codename} stable")
-    assert render("__docker_key_url") == "https://download.docker.com/linux/ubuntu/gpg"
-    assert render("__docker_os_version_example") == f"5:27.5.1-1~ubuntu.{version}~{codename}"
-
-
-@pytest.mark.parametrize("major,codename", [("12", "bookworm"), ("13", "trixie")])
-def test_debian_uses_dockers_debian_repository(major, codename):
-    render = role_vars("docker", release_facts("debian", major))
-    assert render("__docker_source_line") == (
-        f"deb [arch=amd64 signed-by=/etc/apt/keyrings/docker.gpg] "
-        f"https://download.docker.com/linux/debian {codename} stable")
+@pytest.mark.parametrize("dist_id,version,codename,docker_release", [
+    ("ubuntu", "22.04", "jammy", "ubuntu.22.04"),
+    ("ubuntu", "24.04", "noble", "ubuntu.24.04"),
     # Docker names Debian releases by their major version, even on a point release.
-    assert render("__docker_os_version_example") == f"5:27.5.1-1~debian.{major}~{codename}"
+    ("debian", "12", "bookworm", "debian.12"),
+    ("debian", "13", "trixie", "debian.13"),
+])
+def test_dockers_repository_for_the_distribution(dist_id, version, codename, docker_release):
+    render = role_vars("docker", release_facts(dist_id, version))
+    assert render("__docker_source_line") == (
+        f"deb [arch=amd64 signed-by=/etc/apt/keyrings/docker.gpg] "
+        f"https://download.docker.com/linux/{dist_id} {codename} stable")
+    assert render("__docker_key_url") == f"https://download.docker.com/linux/{dist_id}/gpg"
+    assert render("__docker_os_version_example") == f"5:27.5.1-1~{docker_release}~{codename}"
 
 
 def test_the_repository_line_follows_the_architecture_and_a_mirror():
@@ -220,3 +216,15 @@ def test_release_matching():
     assert find_release("ubuntu", "24") is None
     assert find_release("debian", "120") is None
     assert find_release(None, None) is None
+
+
+def test_galaxy_metadata_of_every_role_names_exactly_the_supported_releases():
+    # Galaxy reads meta/main.yml as static YAML, so it repeats the release list: kept equal here.
+    import yaml
+
+    wanted = {}
+    for release in RELEASES:
+        wanted.setdefault(release["name"], []).append(release["codename"])
+    for meta in sorted((REPO / "roles").glob("*/meta/main.yml")):
+        platforms = yaml.safe_load(meta.read_text(encoding="utf-8"))["galaxy_info"]["platforms"]
+        assert {p["name"]: p["versions"] for p in platforms} == wanted, meta

@@ -214,24 +214,23 @@ main() {
 
   ensure_docker_engine
   # The builds wait mostly on downloads: run them side by side.
-  local pids=() rc=0 pid
-  for t in $(printf '%s\n' "${debian[@]}" | sort -u); do
-    build_debian "$t" &
+  mapfile -t debian < <(printf '%s\n' "${debian[@]}" | sort -u | sed '/^$/d')
+  in_parallel build_debian "${debian[@]}" || die "building a test-host image failed"
+  in_parallel build_sim "${sims[@]}" || die "building a simulated Ubuntu image failed"
+}
+
+# in_parallel FUNCTION ARG...: FUNCTION ARG for each ARG, side by side; fails when one does.
+in_parallel() {
+  local fn="$1" pids=() pid rc=0 arg
+  shift
+  for arg in "$@"; do
+    "$fn" "$arg" &
     pids+=("$!")
   done
   for pid in "${pids[@]}"; do
     wait "$pid" || rc=1
   done
-  [ "$rc" -eq 0 ] || die "building a test-host image failed"
-  pids=()
-  for t in "${sims[@]}"; do
-    build_sim "$t" &
-    pids+=("$!")
-  done
-  for pid in "${pids[@]}"; do
-    wait "$pid" || rc=1
-  done
-  [ "$rc" -eq 0 ] || die "building a simulated Ubuntu image failed"
+  return "$rc"
 }
 
 # Sourced (by tests, to write a sim's files with sim_rootfs), it only defines functions.
