@@ -676,12 +676,13 @@ def running_kernel(root):
     return parse_osrelease(read_text(under(root, "proc/sys/kernel/osrelease"), limit=4096))
 
 
-def driver_facts(root):
+def driver_facts(root, installed):
+    """The driver as the kernel reports it, and its packages among `installed` (dpkg's
+    installed packages, parse_dpkg_installed)."""
     version_text = read_text(under(root, "proc/driver/nvidia/version"))
     modules = loaded_modules(read_text(under(root, "proc/modules")))
     version, flavor = parse_nvrm_version(version_text)
-    packages, packaging = driver_packaging(parse_dpkg_installed(read_dpkg_status(root)), running_kernel(root),
-                                           loaded_version=version)
+    packages, packaging = driver_packaging(installed, running_kernel(root), loaded_version=version)
     return {
         "loaded": version_text is not None or "nvidia" in modules,
         "version": version,
@@ -897,16 +898,21 @@ def engine_facts(root, timeout, which=None, run=run_command):
 
 def parse_dpkg_status(text, wanted=TOOLKIT_PACKAGES):
     """{package: version} for the `wanted` packages that dpkg has in state 'install ok installed'."""
-    found = parse_dpkg_installed(text)
-    return OrderedDict((name, found[name]) for name in wanted if name in found)
+    return select_packages(parse_dpkg_installed(text), wanted)
+
+
+def select_packages(installed, wanted=TOOLKIT_PACKAGES):
+    """The `wanted` packages of `installed` ({package: version}), in the order of `wanted`."""
+    return OrderedDict((name, installed[name]) for name in wanted if name in installed)
 
 
 def read_dpkg_status(root):
     return read_text(under(root, "var/lib/dpkg/status"), limit=64 * 1024 * 1024)
 
 
-def toolkit_facts(root, timeout=20, run=run_command):
-    packages = parse_dpkg_status(read_dpkg_status(root))
+def toolkit_facts(root, installed, timeout=20, run=run_command):
+    """The toolkit among `installed` (dpkg's installed packages), its config and CDI state."""
+    packages = select_packages(installed)
     version = packages.get("nvidia-container-toolkit")
     try:
         lacking = missing_fixes(version) if version else []
@@ -1365,10 +1371,12 @@ def collect(root="/", nvidia_smi=None, timeout=20, which=None, run=run_command):
     gpu["root"] = root
     gpu["distribution"] = distribution_facts(root)
     gpu["pci_gpus"] = pci_gpus(root)
-    gpu["driver"] = driver_facts(root)
+    # dpkg's status (megabytes on a real host) is read and parsed once, for the driver and the toolkit.
+    installed = parse_dpkg_installed(read_dpkg_status(root))
+    gpu["driver"] = driver_facts(root, installed)
     gpu["nvidia_smi"] = nvidia_smi_facts(smi_path, timeout, run=run)
     gpu["docker"] = docker_facts(root, timeout, which=which, run=run)
-    gpu["toolkit"] = toolkit_facts(root, timeout, run=run)
+    gpu["toolkit"] = toolkit_facts(root, installed, timeout, run=run)
     findings = find_problems(gpu)
     gpu["findings"] = findings
     gpu["problems"] = [f["message"] for f in findings]
