@@ -10,6 +10,7 @@ from gpuhost_cli.ansible_plugins.filter.docker_engine import (
     FilterModule,
     docker_config_refusal,
     docker_engine_plan,
+    docker_installed_packages,
     installed_packages,
     policy_candidate,
     release,
@@ -185,4 +186,11 @@ def test_the_journal_of_the_last_start_names_the_file():
 
 
 def test_filters_are_registered():
-    assert set(FilterModule().filters()) == {"docker_engine_plan", "docker_config_refusal", "docker_engine_cdi"}
+    assert set(FilterModule().filters()) == {"docker_engine_plan", "docker_config_refusal", "docker_engine_cdi",
+                                             "docker_installed_packages"}
+
+
+def test_installed_package_names_in_output_order():
+    out = "docker-compose-v2\t2.24.6\tii \ndocker-doc\t24.0.7\trc \npodman-docker\t\tun \ndocker-compose\t1.29.2\tiU \n"
+    assert docker_installed_packages(out) == ["docker-compose-v2", "docker-compose"]
+    assert docker_installed_packages("") == []

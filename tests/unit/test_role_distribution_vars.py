@@ -152,8 +152,9 @@ def test_distro_removes_dockers_plugins_that_ship_the_same_files(dist_id, versio
 
 
 def test_the_installed_conflicts_are_read_from_dpkg_status():
-    render = role_vars("docker", release_facts("ubuntu", "24.04"), __docker_conflicts_read={"stdout_lines": [
-        "docker-compose-v2\tii ", "docker-doc\trc ", "podman-docker\tun ", "docker-compose\tiU "]})
+    render = role_vars("docker", release_facts("ubuntu", "24.04"), __docker_conflicts_read={"stdout": "\n".join([
+        "docker-compose-v2\t2.24.6+ds1-0ubuntu1~24.04.1\tii ", "docker-doc\t24.0.7-0ubuntu4\trc ",
+        "podman-docker\t\tun ", "docker-compose\t1.29.2-6\tiU "])})
     assert render("__docker_conflicts_installed") == ["docker-compose-v2", "docker-compose"]
 
 

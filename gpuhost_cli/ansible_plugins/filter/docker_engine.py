@@ -15,6 +15,10 @@
     (Docker 23 and later) rejects it, or the last lines of Docker's journal say so. Returns
     the reason, or an empty string.
 
+``docker_installed_packages(dpkg_stdout)``
+    The names of the installed packages in ``dpkg-query`` output of the role's format
+    (``__docker_dpkg_query``), in output order: the same reading the engine plan uses.
+
 ``docker_engine_cdi(server_version, configured_cdi)``
     ``[cdi_supported, cdi_enabled]`` of a running engine and daemon.json's features.cdi, by
     the rule of ``module_utils/gpuhost_docker_cdi.py`` (None where the version is unknown).
@@ -74,6 +78,10 @@ def installed_packages(dpkg_stdout: str) -> dict[str, str]:
         if len(status) >= 2 and status[1] not in "nc":
             found[parts[0]] = parts[1]
     return found
+
+
+def docker_installed_packages(dpkg_stdout: str) -> list[str]:
+    return list(installed_packages(dpkg_stdout))
 
 
 def policy_candidate(policy_stdout: str) -> str:
@@ -246,4 +254,5 @@ class FilterModule:
             "docker_engine_plan": docker_engine_plan,
             "docker_config_refusal": docker_config_refusal,
             "docker_engine_cdi": docker_engine_cdi,
+            "docker_installed_packages": docker_installed_packages,
         }
