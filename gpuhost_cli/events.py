@@ -32,6 +32,8 @@ GATE_ACTIONS = frozenset(("gpuhost_rollout_gate",))
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _UNMATCHED = re.compile(r"Could not match supplied host pattern, ignoring: (\S+)")
+#: The groups playbooks/provision.yml forms from the converged-host plan.
+PLAN_GROUPS = ("gpuhost_needs_work", "gpuhost_converged")
 _PARSE_FAILED = re.compile(r"^\[WARNING\]: Failed to parse inventory with '[^']+' plugin: (.+)$")
 _LINE_COLUMN = re.compile(r":\d+:\d+$")
 _NO_HOSTS = ("leaves us with no hosts to target", "No hosts matched, nothing to do")
@@ -394,7 +396,8 @@ class RunModel:
             return
         self.messages.append(text)
         for pattern in _UNMATCHED.findall(text):
-            if pattern not in self.unmatched_patterns:
+            # The plan's groups (playbooks/provision.yml) are empty when no host needs them.
+            if pattern not in self.unmatched_patterns and pattern not in PLAN_GROUPS:
                 self.unmatched_patterns.append(pattern)
         if any(phrase in text for phrase in _NO_HOSTS):
             self.no_hosts_matched = True

@@ -104,6 +104,7 @@ PLAYBOOK_VARIABLES: dict[str, OptionSpec] = {
         OptionSpec("gpuhost_rollout_batches", type="list", elements="raw"),
         OptionSpec("gpuhost_rollout_max_fail_percentage", type="int"),
         OptionSpec("gpuhost_rollout_verify", type="bool"),
+        OptionSpec("gpuhost_full_run", type="bool"),
     )
 }
 

@@ -38,6 +38,8 @@ FAILED = "failed"
 UNREACHABLE = "unreachable"
 DEFERRED = "deferred"
 NOT_REACHED = "not_reached"
+#: Done without a batch: the plan found nothing to do on the host (playbooks/provision.yml).
+CONVERGED = "converged"
 
 
 class RolloutError(ValueError):
@@ -177,11 +179,12 @@ def plan(hosts: Sequence[str], batches: Sequence[int | str]) -> list[list[str]]:
 
 
 def host_state(facts: Mapping[str, Any]) -> str:
-    """ok, deferred, failed (also rolled back or lost) or not_reached, from a host's facts."""
+    """ok, converged (done without a batch), deferred, failed (also rolled back or lost) or
+    not_reached, from a host's facts."""
     if _true(facts.get("docker_daemon_deferred")):
         return DEFERRED
     if _true(facts.get("gpuhost_rollout_done")):
-        return OK
+        return OK if facts.get("gpuhost_rollout_batch") is not None else CONVERGED
     if facts.get("gpuhost_rollout_batch") is not None:
         return FAILED
     return NOT_REACHED
@@ -336,7 +339,9 @@ def summary(targets: Sequence[str], states: Mapping[str, str]) -> str:
     by_state: dict[str, list[str]] = {}
     for host in targets:
         by_state.setdefault(states[host], []).append(host)
-    parts = [f"Rollout: {len(by_state.get(OK, []))} of {len(targets)} hosts done."]
+    done = len(by_state.get(OK, [])) + len(by_state.get(CONVERGED, []))
+    parts = [f"Rollout: {done} of {len(targets)} hosts done"
+             + (f" ({len(by_state[CONVERGED])} already converged, nothing to do)." if by_state.get(CONVERGED) else ".")]
     if by_state.get(FAILED):
         parts.append(f"Failed, rolled back or lost: {_names(by_state[FAILED])}.")
     if by_state.get(NOT_REACHED):

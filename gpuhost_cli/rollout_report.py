@@ -49,7 +49,7 @@ def _host_state(name: str, host: Any, stopped_before: set[str], batch: int | Non
     if host.deferred or gate_state == rollout.DEFERRED:
         return rollout.DEFERRED
     if batch is None:
-        return rollout.NOT_REACHED
+        return rollout.CONVERGED if gate_state == rollout.CONVERGED else rollout.NOT_REACHED
     return rollout.OK
 
 
@@ -133,8 +133,8 @@ def build(
         entry["ended"] = _iso(max(t[1] for t in times)) if times else None
         entry["first_task"] = _iso(min(t[0] for t in times)) if times else None
 
-    counts = {state: 0 for state in (rollout.OK, rollout.FAILED, rollout.UNREACHABLE, rollout.DEFERRED,
-                                     rollout.NOT_REACHED)}
+    counts = {state: 0 for state in (rollout.OK, rollout.CONVERGED, rollout.FAILED, rollout.UNREACHABLE,
+                                     rollout.DEFERRED, rollout.NOT_REACHED)}
     for host in hosts.values():
         counts[host["status"]] += 1
     not_reached = [h for h, v in hosts.items() if v["status"] == rollout.NOT_REACHED]

@@ -31,6 +31,7 @@ STATUS_STYLE = {
     "unreachable": "bold red",
     "not_applicable": "dim",
     "not_reached": "dim",
+    "converged": "green",
 }
 SEVERITY_STYLE = {"error": "red", "warning": "yellow", "info": "cyan"}
 CHECK_WORDS = {"passed": "passed", "failed": "FAILED", "not_applicable": "n/a"}
@@ -500,7 +501,7 @@ def rollout_table(report: Mapping[str, Any], title: str = "gpuhost provision") -
             notes.append(Text.assemble((f"{name} ({word}): ", "bold"),
                                        (host["error"], STATUS_STYLE.get(status, ""))))
     counts = report["counts"]
-    line = (f"{counts['ok']} done, {counts['failed']} failed, {counts['unreachable']} unreachable, "
+    line = (f"{counts['ok']} done, {counts.get('converged', 0)} converged (nothing to do), {counts['failed']} failed, {counts['unreachable']} unreachable, "
             f"{counts['deferred']} deferred, {counts['not_reached']} not reached; "
             f"batches {report['batches_requested']}, max fail {report['max_fail_percentage']}%")
     notes.insert(0, Text(line))

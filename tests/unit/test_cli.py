@@ -222,7 +222,7 @@ def test_provision_names_the_unreachable_host(cli, unreachable_inventory):
     assert "gpu1 (unreachable): Failed to connect to the host via ssh" in out
     assert "Could not resolve hostname gpu1.invalid" in out
     assert "Rollout stopped before any host changed: 1 of 1 hosts could not be reached" in out
-    assert "0 done, 0 failed, 1 unreachable, 0 deferred, 0 not reached" in out
+    assert "0 done, 0 converged (nothing to do), 0 failed, 1 unreachable, 0 deferred, 0 not reached" in out
     report = Path(unreachable_inventory) / ".gpuhost" / "rollouts" / "last.json"
     assert f"Report: {report.parent}" in out.replace("\n", "")
     assert json.loads(report.read_text())["hosts"]["gpu1"]["status"] == "unreachable"

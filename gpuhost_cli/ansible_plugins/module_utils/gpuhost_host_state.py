@@ -1,0 +1,305 @@
+# -*- coding: utf-8 -*-
+"""What a host looks like in the places gpuhost's roles manage, and whether that is still
+what the last converged run of each role left.
+
+After a role converges a host, the play records, per role, the digest of the role's inputs
+(computed on the controller) and the state of every item the role manages, as read here.
+On the next run the plan compares: a role whose inputs are the same and whose items all read
+as recorded has nothing to do; any other role runs. The item kinds:
+
+``{"file": PATH}``
+    the file's sha256, mode and owner, or ``absent`` (a directory reads as ``directory``).
+``{"package": NAME or [NAME, ...]}``
+    each package's version and dpkg state (``want`` and ``status``: a hold shows), or ``absent``.
+``{"group": NAME}``
+    the group's gid and members, or ``absent``.
+``{"unit": NAME or [NAME, ...]}``
+    each systemd unit's ActiveState and UnitFileState (all units in one ``systemctl show``).
+``{"lines": REGEX, "paths": [DIR or FILE, ...], "exclude": [FILE, ...]}``
+    the apt source files under PATHS (``*.list``, ``*.sources``) with a line, not commented
+    out, that names REGEX (a ``deb``, ``deb-src`` or ``URIs:`` line), less EXCLUDE.
+``{"glob": PATTERN or [PATTERN, ...]}``
+    the paths that match the patterns, sorted.
+``{"links": DIR, "target": TEXT}``
+    the symbolic links in DIR whose target contains TEXT, sorted.
+
+Reading costs no process but one ``systemctl show`` (when units are asked for): files,
+dpkg's status and /etc/group are read directly.
+"""
+
+from __future__ import annotations
+
+import glob
+import grp
+import hashlib
+import json
+import os
+import re
+import stat
+import subprocess
+
+ABSENT = "absent"
+#: The digest the controller sends for a role whose inputs it could not render: never recorded.
+UNRENDERED = "unrendered"
+RECORD_VERSION = 1
+SOURCE_LINE = r"^\s*(deb|deb-src|URIs:)\s.*(%s)"
+SOURCE_PATTERNS = ("*.list", "*.sources")
+
+
+class ItemError(ValueError):
+    """An item that names no kind this module knows."""
+
+
+def item_key(item):
+    """One line that names the item, the key of its recorded state."""
+    if not isinstance(item, dict):
+        raise ItemError("item %r is not a mapping" % (item,))
+    for kind in ("file", "group"):
+        if kind in item:
+            return "%s:%s" % (kind, item[kind])
+    for kind in ("package", "unit", "glob"):
+        if kind in item:
+            return "%s:%s" % (kind, ",".join(_patterns(item[kind])))
+    if "lines" in item:
+        return "lines:%s in %s%s" % (
+            item["lines"], ",".join(item.get("paths", [])),
+            (" less " + ",".join(item["exclude"])) if item.get("exclude") else "")
+    if "links" in item:
+        return "links:%s -> *%s*" % (item["links"], item.get("target", ""))
+    raise ItemError("item %r names no known kind (file, package, group, unit, lines, glob, links)" % (item,))
+
+
+def _patterns(value):
+    return [value] if isinstance(value, str) else [str(pattern) for pattern in value]
+
+
+# ---- Reading ---------------------------------------------------------------------------
+def read_file_state(path):
+    try:
+        info = os.stat(path)
+    except OSError:
+        return ABSENT
+    owner = "mode=%04o uid=%d gid=%d" % (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid)
+    if stat.S_ISDIR(info.st_mode):
+        return "directory " + owner
+    if not stat.S_ISREG(info.st_mode):
+        # A device node is never opened: its numbers say which device it is.
+        return "special type=%o rdev=%d:%d %s" % (
+            stat.S_IFMT(info.st_mode), os.major(info.st_rdev), os.minor(info.st_rdev), owner)
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        return "unreadable: %s" % exc.strerror
+    return "sha256=%s %s" % (digest.hexdigest(), owner)
+
+
+def parse_dpkg_status(text):
+    """{package: "version=V status=WANT FLAG STATUS"} of dpkg's status file (one stanza per
+    package and architecture; the first stanza of a name wins)."""
+    packages = {}
+    for stanza in text.split("\n\n"):
+        fields = {}
+        for line in stanza.splitlines():
+            if line[:1] in (" ", "\t") or ":" not in line:
+                continue
+            name, _, value = line.partition(":")
+            fields[name.strip()] = value.strip()
+        name = fields.get("Package")
+        if name and name not in packages:
+            packages[name] = "version=%s status=%s" % (fields.get("Version", ""), fields.get("Status", ""))
+    return packages
+
+
+def parse_groups(text):
+    groups = {}
+    for line in text.splitlines():
+        parts = line.split(":")
+        if len(parts) >= 4 and parts[0] not in groups:
+            members = ",".join(sorted(member for member in parts[3].split(",") if member))
+            groups[parts[0]] = "gid=%s members=%s" % (parts[2], members)
+    return groups
+
+
+def parse_systemctl_show(text, units):
+    """{unit: "ActiveState UnitFileState"} from ``systemctl show -p Id -p ActiveState -p
+    UnitFileState UNIT...``, whose blocks come in the order of UNITS."""
+    blocks = [block for block in text.strip().split("\n\n")] if text.strip() else []
+    states = {}
+    for unit, block in zip(units, blocks):
+        fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        states[unit] = "active=%s file=%s" % (fields.get("ActiveState", ""), fields.get("UnitFileState", ""))
+    return states
+
+
+def source_files_naming(regex, paths, exclude=()):
+    line = re.compile(SOURCE_LINE % regex)
+    found = []
+    for path in paths:
+        if os.path.isdir(path):
+            candidates = sorted(
+                name for pattern in SOURCE_PATTERNS for name in glob.glob(os.path.join(path, pattern)))
+        else:
+            candidates = [path] if os.path.isfile(path) else []
+        for candidate in candidates:
+            if candidate in exclude or candidate in found:
+                continue
+            try:
+                with open(candidate, encoding="utf-8", errors="replace") as handle:
+                    if any(line.search(text) for text in handle):
+                        found.append(candidate)
+            except OSError:
+                continue
+    return sorted(found)
+
+
+def links_to(directory, target):
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    found = []
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            if os.path.islink(path) and target in os.readlink(path):
+                found.append(name)
+        except OSError:
+            continue
+    return found
+
+
+class HostReader:
+    """Reads the items of a host; dpkg's status, /etc/group and the units once each."""
+
+    def __init__(self, root="/", run=None):
+        self.root = root
+        self._run = run or _run
+        self._packages = None
+        self._groups = None
+        self._units = {}
+
+    def _path(self, path):
+        return os.path.join(self.root, path.lstrip("/")) if self.root != "/" else path
+
+    def _text(self, path):
+        try:
+            with open(self._path(path), encoding="utf-8", errors="replace") as handle:
+                return handle.read()
+        except OSError:
+            return ""
+
+    def packages(self):
+        if self._packages is None:
+            self._packages = parse_dpkg_status(self._text("/var/lib/dpkg/status"))
+        return self._packages
+
+    def groups(self):
+        if self._groups is None:
+            self._groups = parse_groups(self._text("/etc/group"))
+        return self._groups
+
+    def load_units(self, units):
+        wanted = [unit for unit in dict.fromkeys(units) if unit not in self._units]
+        if not wanted:
+            return
+        out = self._run(["systemctl", "show", "-p", "Id", "-p", "ActiveState", "-p", "UnitFileState", "--", *wanted])
+        self._units.update(parse_systemctl_show(out or "", wanted))
+        for unit in wanted:
+            self._units.setdefault(unit, "unknown")
+
+    def read(self, item):
+        if "file" in item:
+            return read_file_state(self._path(item["file"]))
+        if "package" in item:
+            return "; ".join("%s %s" % (name, self.packages().get(name, ABSENT)) for name in _patterns(item["package"]))
+        if "group" in item:
+            return self.groups().get(item["group"], ABSENT)
+        if "unit" in item:
+            units = _patterns(item["unit"])
+            self.load_units(units)
+            return "; ".join("%s %s" % (unit, self._units[unit]) for unit in units)
+        if "lines" in item:
+            files = source_files_naming(item["lines"], [self._path(p) for p in item.get("paths", [])],
+                                        [self._path(p) for p in item.get("exclude", [])])
+            return " ".join(files) or "none"
+        if "glob" in item:
+            found = {path for pattern in _patterns(item["glob"]) for path in glob.glob(self._path(pattern))}
+            return " ".join(sorted(found)) or "none"
+        if "links" in item:
+            return " ".join(links_to(self._path(item["links"]), item.get("target", ""))) or "none"
+        raise ItemError("item %r names no known kind" % (item,))
+
+    def read_all(self, items):
+        self.load_units([unit for item in items if isinstance(item, dict) and "unit" in item
+                         for unit in _patterns(item["unit"])])
+        return {item_key(item): self.read(item) for item in items}
+
+
+def _run(argv):
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              universal_newlines=True, timeout=60, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return proc.stdout
+
+
+# ---- Comparing -------------------------------------------------------------------------
+def drift_of(recorded, inputs, reader):
+    """Why a role is not converged: [] when its record holds INPUTS and every recorded item
+    reads the same now; otherwise one line per difference (at most the first ten items)."""
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("items"), dict):
+        return ["no record of a converged run"]
+    if recorded.get("inputs") != inputs:
+        return ["its inputs changed (variables, facts or gpuhost's code) since the last converged run"]
+    items = recorded.get("items_spec")
+    if not isinstance(items, list):
+        return ["the record lists no items"]
+    try:
+        now = reader.read_all(items)
+    except ItemError as exc:
+        return ["the record is unreadable: %s" % exc]
+    changed = [line for key, value in sorted(recorded["items"].items()) if now.get(key) != value
+               for line in describe_change(key, now.get(key), value)]
+    return changed[:10] + (["and %d more" % (len(changed) - 10)] if len(changed) > 10 else [])
+
+
+def describe_change(key, now, was):
+    """Lines that say how item KEY changed; for a list of packages or units, only the
+    entries that changed."""
+    kind = key.split(":", 1)[0]
+    if kind in ("package", "unit") and now and was:
+        was_parts = dict(part.split(" ", 1) for part in was.split("; ") if " " in part)
+        now_parts = dict(part.split(" ", 1) for part in now.split("; ") if " " in part)
+        names = [name for name in now_parts if now_parts[name] != was_parts.get(name)]
+        if names and set(now_parts) == set(was_parts):
+            return ["%s %s: %s, was %s" % (kind, name, now_parts[name], was_parts[name]) for name in names]
+    return ["%s: %s, was %s" % (key, now, was)]
+
+
+def plan(record, inputs_by_role, reader):
+    """{role: [drift lines]} for every role of INPUTS_BY_ROLE ({role: digest})."""
+    roles = record.get("roles", {}) if isinstance(record, dict) and record.get("version") == RECORD_VERSION else {}
+    return {role: drift_of(roles.get(role), digest, reader) for role, digest in inputs_by_role.items()}
+
+
+def recorded(record, role, inputs, items, reader):
+    """RECORD with ROLE's entry replaced by INPUTS and what ITEMS read now."""
+    roles = dict(record.get("roles", {})) if isinstance(record, dict) and record.get("version") == RECORD_VERSION else {}
+    roles[role] = {"inputs": inputs, "items_spec": list(items), "items": reader.read_all(items)}
+    return {"version": RECORD_VERSION, "roles": roles}
+
+
+def load_record(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return {}
+
+
+def dump_record(record):
+    return (json.dumps(record, indent=1, sort_keys=True) + "\n").encode("utf-8")
