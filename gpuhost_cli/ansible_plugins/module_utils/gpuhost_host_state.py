@@ -7,14 +7,18 @@ After a role converges a host, the play records, per role, the digest of the rol
 On the next run the plan compares: a role whose inputs are the same and whose items all read
 as recorded has nothing to do; any other role runs. The item kinds:
 
-``{"file": PATH}``
-    the file's sha256, mode and owner, or ``absent`` (a directory reads as ``directory``).
-``{"package": NAME or [NAME, ...]}``
-    each package's version and dpkg state (``want`` and ``status``: a hold shows), or ``absent``.
-``{"group": NAME}``
-    the group's gid and members, or ``absent``.
-``{"unit": NAME or [NAME, ...]}``
-    each systemd unit's ActiveState and UnitFileState (all units in one ``systemctl show``).
+``{"file": PATH, "attrs": false}``
+    the file's sha256 (and with ``attrs``, its mode and owner, for files the role writes with
+    them), or ``absent``; a directory reads as ``directory``, a device node by its numbers.
+``{"package": NAME or [NAME, ...], "version": true, "hold": false}``
+    each package's dpkg state (``installed``, or what dpkg says instead), with ``version``
+    its version, with ``hold`` its selection (a hold shows), or ``absent``.
+``{"group": NAME, "members": [USER, ...]}``
+    whether the group exists, and for each user of MEMBERS whether it is in the group (other
+    members are not the role's business).
+``{"unit": NAME or [NAME, ...], "active": true}``
+    each systemd unit's UnitFileState, and with ``active`` its ActiveState (all units in one
+    ``systemctl show``).
 ``{"lines": REGEX, "paths": [DIR or FILE, ...], "exclude": [FILE, ...]}``
     the apt source files under PATHS (``*.list``, ``*.sources``) with a line, not commented
     out, that names REGEX (a ``deb``, ``deb-src`` or ``URIs:`` line), less EXCLUDE.
@@ -74,18 +78,18 @@ def _patterns(value):
 
 
 # ---- Reading ---------------------------------------------------------------------------
-def read_file_state(path):
+def read_file_state(path, attrs=False):
     try:
         info = os.stat(path)
     except OSError:
         return ABSENT
-    owner = "mode=%04o uid=%d gid=%d" % (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid)
+    owner = "mode=%04o uid=%d gid=%d" % (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) if attrs else ""
     if stat.S_ISDIR(info.st_mode):
-        return "directory " + owner
+        return ("directory " + owner).strip()
     if not stat.S_ISREG(info.st_mode):
         # A device node is never opened: its numbers say which device it is.
-        return "special type=%o rdev=%d:%d %s" % (
-            stat.S_IFMT(info.st_mode), os.major(info.st_rdev), os.minor(info.st_rdev), owner)
+        return ("special type=%o rdev=%d:%d %s" % (
+            stat.S_IFMT(info.st_mode), os.major(info.st_rdev), os.minor(info.st_rdev), owner)).strip()
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as handle:
@@ -93,12 +97,12 @@ def read_file_state(path):
                 digest.update(chunk)
     except OSError as exc:
         return "unreadable: %s" % exc.strerror
-    return "sha256=%s %s" % (digest.hexdigest(), owner)
+    return ("sha256=%s %s" % (digest.hexdigest(), owner)).strip()
 
 
 def parse_dpkg_status(text):
-    """{package: "version=V status=WANT FLAG STATUS"} of dpkg's status file (one stanza per
-    package and architecture; the first stanza of a name wins)."""
+    """{package: (version, want, state)} of dpkg's status file (one stanza per package and
+    architecture; the first stanza of a name wins)."""
     packages = {}
     for stanza in text.split("\n\n"):
         fields = {}
@@ -109,28 +113,47 @@ def parse_dpkg_status(text):
             fields[name.strip()] = value.strip()
         name = fields.get("Package")
         if name and name not in packages:
-            packages[name] = "version=%s status=%s" % (fields.get("Version", ""), fields.get("Status", ""))
+            status = (fields.get("Status", "") + "  ").split(" ")
+            packages[name] = (fields.get("Version", ""), status[0], status[2] if len(status) > 2 else "")
     return packages
 
 
 def parse_groups(text):
+    """{group: set of members} of /etc/group."""
     groups = {}
     for line in text.splitlines():
         parts = line.split(":")
         if len(parts) >= 4 and parts[0] not in groups:
-            members = ",".join(sorted(member for member in parts[3].split(",") if member))
-            groups[parts[0]] = "gid=%s members=%s" % (parts[2], members)
+            groups[parts[0]] = {member for member in parts[3].split(",") if member}
     return groups
 
 
+def package_state(entry, version=True, hold=False):
+    """What a package item records of dpkg's (version, want, state), or ``absent``."""
+    if entry is None or entry[2] in ("", "not-installed"):
+        return ABSENT
+    parts = [entry[2]]
+    if version:
+        parts.append("version=" + entry[0])
+    if hold:
+        parts.append("want=" + entry[1])
+    return " ".join(parts)
+
+
+def group_state(members, wanted):
+    if members is None:
+        return ABSENT
+    return " ".join(["present"] + ["%s=%s" % (user, "in" if user in members else "out") for user in wanted])
+
+
 def parse_systemctl_show(text, units):
-    """{unit: "ActiveState UnitFileState"} from ``systemctl show -p Id -p ActiveState -p
+    """{unit: (ActiveState, UnitFileState)} from ``systemctl show -p Id -p ActiveState -p
     UnitFileState UNIT...``, whose blocks come in the order of UNITS."""
     blocks = [block for block in text.strip().split("\n\n")] if text.strip() else []
     states = {}
     for unit, block in zip(units, blocks):
         fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-        states[unit] = "active=%s file=%s" % (fields.get("ActiveState", ""), fields.get("UnitFileState", ""))
+        states[unit] = (fields.get("ActiveState", ""), fields.get("UnitFileState", ""))
     return states
 
 
@@ -208,19 +231,25 @@ class HostReader:
         out = self._run(["systemctl", "show", "-p", "Id", "-p", "ActiveState", "-p", "UnitFileState", "--", *wanted])
         self._units.update(parse_systemctl_show(out or "", wanted))
         for unit in wanted:
-            self._units.setdefault(unit, "unknown")
+            self._units.setdefault(unit, ("unknown", "unknown"))
 
     def read(self, item):
         if "file" in item:
-            return read_file_state(self._path(item["file"]))
+            return read_file_state(self._path(item["file"]), bool(item.get("attrs", False)))
         if "package" in item:
-            return "; ".join("%s %s" % (name, self.packages().get(name, ABSENT)) for name in _patterns(item["package"]))
+            return "; ".join(
+                "%s %s" % (name, package_state(self.packages().get(name), bool(item.get("version", True)),
+                                               bool(item.get("hold", False))))
+                for name in _patterns(item["package"]))
         if "group" in item:
-            return self.groups().get(item["group"], ABSENT)
+            return group_state(self.groups().get(item["group"]), _patterns(item.get("members", [])))
         if "unit" in item:
             units = _patterns(item["unit"])
             self.load_units(units)
-            return "; ".join("%s %s" % (unit, self._units[unit]) for unit in units)
+            active = bool(item.get("active", True))
+            return "; ".join(
+                "%s %s" % (unit, ("active=%s file=%s" % self._units[unit]) if active else "file=%s" % self._units[unit][1])
+                for unit in units)
         if "lines" in item:
             files = source_files_naming(item["lines"], [self._path(p) for p in item.get("paths", [])],
                                         [self._path(p) for p in item.get("exclude", [])])
