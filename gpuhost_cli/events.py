@@ -34,6 +34,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _UNMATCHED = re.compile(r"Could not match supplied host pattern, ignoring: (\S+)")
 #: The groups playbooks/provision.yml forms from the converged-host plan.
 PLAN_GROUPS = ("gpuhost_needs_work", "gpuhost_converged")
+#: The module of the converged-host plan, under the names a task may call it by.
+PLAN_ACTIONS = frozenset(("gpuhost_host_state",))
 _PARSE_FAILED = re.compile(r"^\[WARNING\]: Failed to parse inventory with '[^']+' plugin: (.+)$")
 _LINE_COLUMN = re.compile(r":\d+:\d+$")
 _NO_HOSTS = ("leaves us with no hosts to target", "No hosts matched, nothing to do")
@@ -135,6 +137,10 @@ class HostRun:
     deferred: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: The tasks that changed something (in check mode: would have), in order.
+    changed_tasks: list[str] = field(default_factory=list)
+    #: What the converged-host plan found: the roles with work, and why.
+    plan: dict[str, Any] | None = None
     done: bool = False
     #: The time of the host's first and last event in each play, by the play's name.
     plays: dict[str, list[datetime]] = field(default_factory=dict)
@@ -181,6 +187,8 @@ class HostRun:
             "elapsed": round(elapsed, 3) if elapsed is not None else None,
             "error": self.error,
             "error_task": self.error_task,
+            "changed_tasks": list(self.changed_tasks),
+            "plan": self.plan,
         }
 
 
@@ -297,6 +305,8 @@ class RunModel:
                                "play": data.get("play")})
         if action in self.keep_results and isinstance(res, Mapping):
             host.results[str(action)] = res
+        if action in PLAN_ACTIONS and isinstance(res, Mapping) and "needs_work" in res:
+            host.plan = {"needs_work": list(res.get("needs_work") or []), "drift": dict(res.get("drift") or {})}
 
     def _continued(self, host: HostRun) -> None:
         """A host that runs another task after a failure had that failure rescued."""
@@ -331,6 +341,9 @@ class RunModel:
         if isinstance(res, Mapping):
             if res.get("changed"):
                 host.changed += 1
+                task = str(data.get("task") or "")
+                if task and task not in host.changed_tasks:
+                    host.changed_tasks.append(task)
             msg = res.get("msg")
             if isinstance(msg, str) and msg.startswith(DEFERRED_PREFIX):
                 host.deferred = msg[len(DEFERRED_PREFIX):].strip()

@@ -280,7 +280,23 @@ def test_to_dict_has_every_field_the_json_output_promises():
     assert model.to_dict() == {"gpu1": {
         "status": "changed", "ok": 1, "changed": 1, "failed": 0, "unreachable": 0, "skipped": 0, "rescued": 0,
         "ignored": 0, "deferred": False, "deferred_message": None, "elapsed": 2.0, "error": None,
-        "error_task": None}}
+        "error_task": None, "changed_tasks": ["t"], "plan": None}}
+
+
+def test_the_plan_and_the_changed_tasks_are_kept_per_host():
+    plan = {"changed": False, "needs_work": ["docker_daemon"], "converged": ["docker"],
+            "drift": {"docker_daemon": ["file:/etc/docker/daemon.json: sha256=b, was sha256=a"]}}
+    model = run(ev("runner_on_ok", "gpu1", "Plan | Compare", plan, action="gpuhost_host_state", at=0),
+                ev("runner_on_ok", "gpu1", "Docker daemon | Merge", {"changed": True}, at=1),
+                ev("runner_on_ok", "gpu1", "Docker daemon | Read", {"changed": False}, at=2),
+                ev("runner_on_ok", "gpu2", "Plan | Compare", {**plan, "needs_work": [], "drift": {}},
+                   action="gpuhost_host_state", at=0),
+                stats(ok={"gpu1": 3, "gpu2": 1}, changed={"gpu1": 1}))
+    hosts = model.to_dict()
+    assert hosts["gpu1"]["plan"] == {"needs_work": ["docker_daemon"], "drift": plan["drift"]}
+    assert hosts["gpu1"]["changed_tasks"] == ["Docker daemon | Merge"]
+    assert hosts["gpu2"]["plan"] == {"needs_work": [], "drift": {}}
+    assert hosts["gpu2"]["changed_tasks"] == []
 
 
 def test_views_show_progress_and_summary():
