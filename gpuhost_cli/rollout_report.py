@@ -39,7 +39,8 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _host_state(name: str, host: Any, stopped_before: set[str], batch: int | None, gate_state: str | None) -> str:
+def _host_state(name: str, host: Any, stopped_before: set[str], batch: int | None, gate_state: str | None,
+                left_out: bool = False) -> str:
     if name in stopped_before or host is None:
         return rollout.NOT_REACHED
     if host.unreachable:
@@ -49,8 +50,18 @@ def _host_state(name: str, host: Any, stopped_before: set[str], batch: int | Non
     if host.deferred or gate_state == rollout.DEFERRED:
         return rollout.DEFERRED
     if batch is None:
-        return rollout.CONVERGED if gate_state == rollout.CONVERGED else rollout.NOT_REACHED
+        return rollout.CONVERGED if gate_state == rollout.CONVERGED or left_out else rollout.NOT_REACHED
     return rollout.OK
+
+
+def _left_out_by_plan(name: str, host: Any, batch_targets: set[str]) -> bool:
+    """Whether the converged-host plan left HOST out of the batches (nothing to do), for a
+    run that ended before the final gate: no target of the batches' play, or, when no
+    batch started, a host the plan found no work on."""
+    if batch_targets:
+        return name not in batch_targets
+    plan = getattr(host, "plan", None)
+    return isinstance(plan, Mapping) and not plan.get("needs_work")
 
 
 def build(
@@ -108,10 +119,16 @@ def build(
         """The host's first and last event in the batches' play."""
         return run.plays.get(batch_play) if run is not None and batch_play else None
 
+    # A run that stopped has no final gate to tell the hosts done without a batch: those the
+    # batches' play did not take (every host it takes is in the states of its gates).
+    final = any(g.get("stage") == "final" for g in gates)
+    batch_targets = {h for g in gates if g.get("stage") == "batch" for h in g.get("states") or {}}
+
     hosts: dict[str, dict[str, Any]] = {}
     for name in order:
         run = model.hosts.get(name)
-        state = _host_state(name, run, stopped_before, batch_of.get(name), gate_states.get(name))
+        left_out = not final and run is not None and _left_out_by_plan(name, run, batch_targets)
+        state = _host_state(name, run, stopped_before, batch_of.get(name), gate_states.get(name), left_out)
         times = rollout_times(run)
         elapsed = (times[1] - times[0]).total_seconds() if times else None
         hosts[name] = {

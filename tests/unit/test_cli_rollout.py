@@ -195,6 +195,24 @@ def test_resume_with_nothing_left(cli, tmp_path):
     assert "Nothing to resume" in result.output
 
 
+def test_resume_leaves_converged_hosts_alone(cli, tmp_path):
+    inv = inventory(tmp_path)
+    write_last(inv, {"gpu1": "converged", "gpu2": "ok"})
+    result = cli("provision", "-i", inv, "--resume")
+    assert result.exit_code == 0
+    assert "Nothing to resume" in result.output
+
+
+def test_resume_runs_only_the_unfinished_hosts_not_the_converged_ones(cli, tmp_path):
+    inv = inventory(tmp_path, hosts=("gpu1", "gpu2", "gpu3"))
+    write_last(inv, {"gpu1": "converged", "gpu2": "not_reached", "gpu3": "converged"})
+    result = cli("provision", "-i", inv, "--resume", "--format", "json")
+    data = json.loads(result.stdout)
+    assert data["rollout"]["limit"] == "gpu2"
+    assert list(data["rollout"]["hosts"]) == ["gpu2"]
+    assert set(data["rollout"]["counts"]) == {"ok", "converged", "failed", "unreachable", "deferred", "not_reached"}
+
+
 def test_resume_runs_only_the_unfinished_hosts(cli, tmp_path):
     inv = inventory(tmp_path, hosts=("gpu1", "gpu2", "gpu3"))
     last = write_last(inv, {"gpu1": "ok", "gpu2": "failed", "gpu3": "ok"})

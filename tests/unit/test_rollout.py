@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timedelta, timezone
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rich.console import Console
 
-from gpuhost_cli import rollout
+from gpuhost_cli import rollout, rollout_report, views
+from gpuhost_cli.events import HostRun, RunModel
 from gpuhost_cli.rollout import RolloutError, batch_sizes, decide, parse_batches, parse_max_fail, plan
 
 HOSTS = [f"gpu{i}" for i in range(1, 7)]
@@ -110,6 +115,13 @@ def test_plan_keeps_the_inventory_order():
     ({"gpuhost_rollout_batch": 1}, "failed"),
     ({"gpuhost_rollout_batch": "2", "gpuhost_rollout_done": True}, "ok"),
     ({"gpuhost_rollout_batch": 1, "docker_daemon_deferred": True}, "deferred"),
+    # Done without a batch: the plan found nothing to do (playbooks/provision.yml).
+    ({"gpuhost_rollout_reached": True, "gpuhost_rollout_done": True}, "converged"),
+    ({"gpuhost_rollout_done": "True"}, "converged"),
+    ({"gpuhost_rollout_done": "False", "gpuhost_rollout_reached": True}, "not_reached"),
+    ({"gpuhost_rollout_done": False}, "not_reached"),
+    ({"gpuhost_rollout_done": True, "docker_daemon_deferred": True}, "deferred"),
+    ({"gpuhost_rollout_done": True, "gpuhost_rollout_batch": None}, "converged"),
 ])
 def test_host_state(facts, state):
     assert rollout.host_state(facts) == state
@@ -200,10 +212,148 @@ def test_final_summary_names_every_kind_of_host():
                         "gpu5": "not_reached", "gpu6": "not_reached"}
 
 
+def test_final_summary_counts_converged_hosts_as_done():
+    facts = facts_for(batch_of={"gpu1": 1, "gpu2": 2}, done=["gpu1", "gpu2", "gpu4", "gpu5"])
+    d = decide("final", HOSTS, facts, 100)
+    assert not d.stop
+    assert d.states == {"gpu1": "ok", "gpu2": "ok", "gpu3": "not_reached", "gpu4": "converged",
+                        "gpu5": "converged", "gpu6": "not_reached"}
+    assert d.msg == ("Rollout: 4 of 6 hosts done (2 already converged, nothing to do). "
+                     "Not rolled out: gpu3, gpu6.")
+
+
+def test_summary_of_a_converged_fleet():
+    states = {h: rollout.CONVERGED for h in HOSTS}
+    assert rollout.summary(HOSTS, states) == "Rollout: 6 of 6 hosts done (6 already converged, nothing to do)."
+    # Without converged hosts the summary is as before.
+    assert rollout.summary(HOSTS, {h: rollout.OK for h in HOSTS}) == "Rollout: 6 of 6 hosts done."
+    mixed = {**{h: rollout.OK for h in HOSTS}, "gpu2": rollout.CONVERGED, "gpu3": rollout.FAILED}
+    assert rollout.summary(HOSTS, mixed) == ("Rollout: 5 of 6 hosts done (1 already converged, nothing to do). "
+                                             "Failed, rolled back or lost: gpu3.")
+
+
+def test_converged_hosts_are_not_counted_in_a_batch():
+    # The batches' play holds only the hosts with work: a converged host is no target.
+    facts = facts_for(batch_of={"gpu1": 1}, done=["gpu1", "gpu2"])
+    d = decide("batch", ["gpu1", "gpu3", "gpu4"], facts, 0, batch_hosts=["gpu3"], batches=[1, 1, "100%"])
+    assert not d.stop and d.batch == 2 and d.failed == []
+
+
 def test_long_host_lists_are_shortened():
     hosts = [f"n{i:03d}" for i in range(40)]
     d = decide("preflight", hosts, {}, 0)
     assert "n009 and 30 more" in d.msg and "n010" not in d.msg
+
+
+# ---- The rollout report -------------------------------------------------------------------------
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def model_of(hosts, gates, plans=None):
+    """A run's model: HOSTS {name: (changed, failed, unreachable)}, the gates' results, and
+    what the plan found on each host (PLANS {name: roles with work})."""
+    model = RunModel()
+    for name, (changed, failed, unreachable) in hosts.items():
+        model.hosts[name] = HostRun(name=name, changed=changed, failed=failed, unreachable=unreachable,
+                                    done=True, error="boom" if failed else None)
+        if plans and name in plans:
+            model.hosts[name].plan = {"needs_work": plans[name], "drift": {}}
+    model.gates = gates
+    return model
+
+
+def build(model, rc=0):
+    return rollout_report.build(model, inventory="inv", batches=[1, "100%"], max_fail_percentage=0, check=False,
+                                started=T0, ended=T0 + timedelta(seconds=5), rc=rc)
+
+
+def gate(stage, batch=0, hosts=(), states=None, **extra):
+    return {"stage": stage, "batch": batch, "batch_hosts": list(hosts), "states": states or {}, "stop": False,
+            "msg": "", "created": T0.isoformat(), **extra}
+
+
+def test_report_counts_converged_hosts():
+    states = {"gpu1": "ok", "gpu2": "converged", "gpu3": "ok", "gpu4": "converged"}
+    model = model_of({h: (1 if states[h] == "ok" else 0, 0, 0) for h in states}, [
+        gate("preflight", states={h: "not_reached" for h in states}),
+        gate("batch", 1, ["gpu1"], {"gpu1": "not_reached", "gpu3": "not_reached"}),
+        gate("batch", 2, ["gpu3"], {"gpu1": "ok", "gpu3": "not_reached"}),
+        gate("final", 2, states=states, msg=rollout.summary(list(states), states)),
+    ], plans={"gpu1": ["docker"], "gpu2": [], "gpu3": ["docker_daemon"], "gpu4": []})
+    report = build(model)
+    assert {h: v["status"] for h, v in report["hosts"].items()} == states
+    assert report["counts"] == {"ok": 2, "converged": 2, "failed": 0, "unreachable": 0, "deferred": 0,
+                                "not_reached": 0}
+    assert list(report["counts"]) == ["ok", "converged", "failed", "unreachable", "deferred", "not_reached"]
+    assert report["outcome"] == "completed" and report["stopped"] is None
+    assert report["hosts"]["gpu2"]["batch"] is None
+    assert report["summary"] == "Rollout: 4 of 4 hosts done (2 already converged, nothing to do)."
+    assert rollout_report.resume_hosts(report) == []
+    assert rollout.CONVERGED not in rollout_report.RESUMABLE
+
+
+def test_report_of_a_converged_fleet():
+    states = {"gpu1": "converged", "gpu2": "converged"}
+    model = model_of({"gpu1": (0, 0, 0), "gpu2": (0, 0, 0)}, [
+        gate("preflight", states={h: "not_reached" for h in states}), gate("final", 0, states=states)],
+        plans={"gpu1": [], "gpu2": []})
+    report = build(model)
+    assert report["counts"]["converged"] == 2 and report["outcome"] == "completed" and report["batches"] == []
+
+
+def test_a_stopped_report_keeps_converged_hosts_done():
+    # The gate stopped before batch 2: there is no final gate; gpu4 was no target of the batches.
+    model = model_of({"gpu1": (1, 1, 0), "gpu2": (0, 0, 0), "gpu3": (0, 0, 0), "gpu4": (0, 0, 0)}, [
+        gate("preflight", states={h: "not_reached" for h in ("gpu1", "gpu2", "gpu3", "gpu4")}),
+        gate("batch", 1, ["gpu1"], {h: "not_reached" for h in ("gpu1", "gpu2", "gpu3")}),
+        gate("batch", 2, ["gpu2", "gpu3"], {"gpu1": "failed", "gpu2": "not_reached", "gpu3": "not_reached"},
+             stop=True, msg="Rollout stopped after batch 1"),
+    ], plans={"gpu1": ["docker"], "gpu2": ["docker"], "gpu3": ["docker"], "gpu4": []})
+    report = build(model, rc=2)
+    assert {h: v["status"] for h, v in report["hosts"].items()} == {
+        "gpu1": "failed", "gpu2": "not_reached", "gpu3": "not_reached", "gpu4": "converged"}
+    assert report["outcome"] == "stopped"
+    assert rollout_report.resume_hosts(report) == ["gpu1", "gpu2", "gpu3"]
+
+
+@pytest.mark.parametrize("plans, gpu2", [
+    ({"gpu1": ["docker"], "gpu2": []}, "converged"),
+    ({"gpu1": ["docker"], "gpu2": ["docker_users"]}, "not_reached"),
+    ({"gpu1": ["docker"]}, "not_reached"),
+])
+def test_a_run_that_ended_before_any_batch_tells_converged_hosts_by_their_plan(plans, gpu2):
+    # The inputs of gpu1's roles were bad: the run ended before the batches' play.
+    model = model_of({"gpu1": (0, 1, 0), "gpu2": (0, 0, 0)},
+                     [gate("preflight", states={"gpu1": "not_reached", "gpu2": "not_reached"})], plans=plans)
+    report = build(model, rc=2)
+    assert report["hosts"]["gpu1"]["status"] == "failed"
+    assert report["hosts"]["gpu2"]["status"] == gpu2
+    assert report["outcome"] == "failed"
+
+
+def test_a_final_gate_is_believed_over_the_plan():
+    # gpuhost_full_run: the plan found nothing to do, yet the host ran; the final gate says how it ended.
+    model = model_of({"gpu1": (0, 0, 0)}, [gate("preflight", states={"gpu1": "not_reached"}),
+                                           gate("final", 0, states={"gpu1": "not_reached"})], plans={"gpu1": []})
+    assert build(model)["hosts"]["gpu1"]["status"] == "not_reached"
+
+
+def test_the_table_counts_converged_hosts():
+    states = {"gpu1": "ok", "gpu2": "converged"}
+    model = model_of({"gpu1": (1, 0, 0), "gpu2": (0, 0, 0)}, [
+        gate("batch", 1, ["gpu1"], {"gpu1": "not_reached"}), gate("final", 1, states=states)])
+    console = Console(width=200, record=True, color_system=None)
+    console.print(views.rollout_table(build(model)))
+    text = console.export_text()
+    assert "1 done, 1 converged (nothing to do), 0 failed, 0 unreachable, 0 deferred, 0 not reached" in text
+    assert re.search(r"-\s+gpu2\s+converged", text)
+    # A report written before converged hosts were counted still renders.
+    old = build(model)
+    del old["counts"]["converged"]
+    console = Console(width=200, record=True, color_system=None)
+    console.print(views.rollout_table(old))
+    assert "1 done, 0 converged (nothing to do)" in console.export_text()
 
 
 # ---- Any text at all -------------------------------------------------------------------------

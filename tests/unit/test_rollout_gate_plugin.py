@@ -1,8 +1,8 @@
 """The rollout gate inside real Ansible runs, and the rollout report built from their events.
 
-A small playbook with the same rollout plays as playbooks/provision.yml (reach, batches
-with the gate before each, a summary) runs against six local hosts whose only work is a
-task that fails on some of them; a host made "lost" is reached over SSH at a port where
+A small playbook with the same rollout plays as playbooks/provision.yml (reach, the plan's
+groups, batches of the hosts with work with the gate before each, a summary) runs against
+six local hosts whose only work is a task that fails on some of them; a host made "lost" is reached over SSH at a port where
 nothing listens, so Ansible reports it unreachable, as it does a host that went down.
 """
 
@@ -36,9 +36,17 @@ PLAYBOOK = """\
         max_fail_percentage: "{{ gpuhost_rollout_max_fail_percentage | default(0) }}"
       run_once: true
       any_errors_fatal: true
+    # As the converged-host plan does: a host with nothing to do is done without a batch.
+    - name: Plan | Note the hosts with nothing to do
+      ansible.builtin.set_fact:
+        gpuhost_rollout_done: "{{ inventory_hostname in (converged | default([])) }}"
+    - name: Plan | Group the hosts that have work
+      ansible.builtin.group_by:
+        key: "{{ 'gpuhost_converged' if inventory_hostname in (converged | default([])) else 'gpuhost_needs_work' }}"
+      changed_when: false
 
 - name: Provision
-  hosts: gpu_hosts
+  hosts: gpu_hosts:&gpuhost_needs_work
   gather_facts: false
   vars:
     __gpuhost_rollout_batches: "{{ gpuhost_rollout_batches | default([1, '25%', '100%']) }}"
@@ -187,3 +195,49 @@ def test_a_deferred_host_is_reported_and_does_not_stop_the_rollout(rollout):
     assert report["counts"]["deferred"] == 1 and report["counts"]["ok"] == 5
     assert "--limit h1 -e docker_daemon_allow_disruption=true" in report["finish_deferred"]
     assert rollout_report.resume_hosts(report) == []
+
+
+
+# ---- Hosts the plan found nothing to do on -----------------------------------------------
+
+def test_converged_hosts_take_no_batch_slot(rollout):
+    result, report = rollout(converged=["h2", "h5"])
+    assert result.rc == 0 and report["outcome"] == "completed"
+    assert [b["hosts"] for b in report["batches"]] == [["h1"], ["h3"], ["h4", "h6"]]
+    assert statuses(report) == {"h1": "ok", "h2": "converged", "h3": "ok", "h4": "ok", "h5": "converged", "h6": "ok"}
+    assert report["hosts"]["h2"]["batch"] is None and report["hosts"]["h2"]["changed"] == 0
+    assert report["counts"] == {"ok": 4, "converged": 2, "failed": 0, "unreachable": 0, "deferred": 0,
+                                "not_reached": 0}
+    assert report["summary"] == "Rollout: 6 of 6 hosts done (2 already converged, nothing to do)."
+    assert rollout_report.resume_hosts(report) == []
+
+
+def test_a_converged_fleet_runs_no_batch(rollout):
+    result, report = rollout(converged=HOSTS)
+    assert result.rc == 0 and report["outcome"] == "completed"
+    assert report["batches"] == [] and report["stopped"] is None
+    assert set(statuses(report).values()) == {"converged"}
+    assert report["counts"]["converged"] == 6 and report["counts"]["ok"] == 0
+    assert report["summary"] == "Rollout: 6 of 6 hosts done (6 already converged, nothing to do)."
+    assert rollout_report.resume_hosts(report) == []
+    # The plan's empty group is no pattern the inventory failed to match.
+    assert result.model.unmatched_patterns == []
+
+
+def test_a_rollout_the_gate_stops_leaves_converged_hosts_done(rollout):
+    result, report = rollout(batches=[2, "100%"], fail=["h1"], converged=["h4"])
+    assert result.rc != 0 and report["outcome"] == "stopped"
+    assert statuses(report) == {"h1": "failed", "h2": "ok", "h3": "not_reached", "h4": "converged",
+                                "h5": "not_reached", "h6": "not_reached"}
+    assert "h4" not in report["stopped"]
+    assert rollout_report.resume_hosts(report) == ["h1", "h3", "h5", "h6"]
+
+
+def test_a_rollout_ansible_stops_leaves_converged_hosts_done(rollout):
+    # Every host of the canary batch failed: Ansible ends the run, no final gate counts.
+    result, report = rollout(fail=["h1"], converged=["h2"])
+    assert result.rc != 0 and report["outcome"] == "stopped"
+    assert statuses(report) == {"h1": "failed", "h2": "converged", **{h: "not_reached" for h in HOSTS[2:]}}
+    assert "Not rolled out: h3, h4, h5, h6." in report["stopped"]
+    assert "--limit h1,h3,h4,h5,h6" in report["stopped"]
+    assert rollout_report.resume_hosts(report) == ["h1", "h3", "h4", "h5", "h6"]

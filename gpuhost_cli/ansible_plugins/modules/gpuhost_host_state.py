@@ -11,7 +11,7 @@ module: gpuhost_host_state
 short_description: Tell, in one round trip, which of gpuhost's roles a host needs
 description:
   - With O(mode=plan), compares the host with the record of the last run that converged each
-    role (O(path)): a role has nothing to do when its record holds the same digest of its
+    role (O(path)). A role has nothing to do when its record holds the same digest of its
     inputs (O(inputs)) and every item the role manages (files, packages, holds, groups,
     units, apt sources naming its repository, links) reads as recorded. Every other role
     is listed in RV(needs_work), with the differences in RV(drift). Reads only; it runs
@@ -52,6 +52,7 @@ EXAMPLES = r"""
   gpuhost_host_state:
     mode: plan
     roles: [docker, docker_daemon]
+    roles_dir: "{{ playbook_dir }}/../roles"
   register: __gpuhost_plan
 """
 
