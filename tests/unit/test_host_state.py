@@ -744,6 +744,34 @@ def test_module_records_and_plans(files):
     assert plan["drift"]["docker"] == ["its inputs changed (variables, facts or gpuhost's code) since the last converged run"]
 
 
+def test_plan_forgets_the_verification_of_a_host_whose_roles_have_work(files):
+    run_main(host_state_module, module_args(files, mode="record", role="docker", inputs="d1", items=files["items"]))
+    run_main(host_state_module, module_args(files, mode="record", role="gpuhost_verify", inputs="v1", items=[]))
+    both = {"docker": "d1", "gpuhost_verify": "v1"}
+    # Nothing to do: the verification stays.
+    plan = run_main(host_state_module, module_args(files, mode="plan", inputs=both, forget=["gpuhost_verify"]))
+    assert plan["needs_work"] == []
+    assert "gpuhost_verify" in json.loads(files["record"].read_text())["roles"]
+    # The docker role has work: the verification is forgotten, so the host is checked again
+    # after its roles ran, even when a run in between stops before the checks.
+    files["conf"].write_text("changed\n")
+    plan = run_main(host_state_module, module_args(files, mode="plan", inputs=both, forget=["gpuhost_verify"]))
+    assert plan["needs_work"] == ["docker"]
+    assert set(json.loads(files["record"].read_text())["roles"]) == {"docker"}
+    files["conf"].write_text("one\n")
+    plan = run_main(host_state_module, module_args(files, mode="plan", inputs=both, forget=["gpuhost_verify"]))
+    assert plan["needs_work"] == ["gpuhost_verify"]
+
+
+def test_plan_forgets_nothing_in_check_mode(files):
+    run_main(host_state_module, module_args(files, mode="record", role="gpuhost_verify", inputs="v1", items=[]))
+    before = files["record"].read_bytes()
+    plan = run_main(host_state_module, {**module_args(files, mode="plan", inputs={"docker": "d1", "gpuhost_verify": "v1"},
+                                                      forget=["gpuhost_verify"]), "_ansible_check_mode": True})
+    assert plan["needs_work"] == ["docker"]
+    assert files["record"].read_bytes() == before
+
+
 def test_module_never_records_an_unrendered_digest(files):
     result = run_main(host_state_module, module_args(files, mode="record", role="docker", inputs=hs.UNRENDERED,
                                                       items=files["items"]))
@@ -801,7 +829,7 @@ def test_module_replaces_a_garbled_record(files):
 def test_module_documentation_parses_and_lists_its_options():
     doc = yaml.safe_load(host_state_module.DOCUMENTATION)
     assert doc["module"] == "gpuhost_host_state"
-    assert set(doc["options"]) == {"mode", "path", "inputs", "role", "items"}
+    assert set(doc["options"]) == {"mode", "path", "inputs", "role", "items", "forget"}
     assert doc["options"]["mode"]["choices"] == ["plan", "record"]
     assert set(yaml.safe_load(host_state_module.RETURN)) == {"needs_work", "converged", "drift"}
     example = yaml.safe_load(host_state_module.EXAMPLES)[0]["gpuhost_host_state"]

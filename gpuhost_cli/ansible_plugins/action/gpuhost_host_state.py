@@ -54,7 +54,8 @@ class ActionModule(ActionBase):
                                            f"them; got roles {roles!r}, roles_dir {str(roles_dir)!r}")
             return result
         inputs = host_plan.role_inputs(roles_dir)
-        code = host_plan.code_digest([roles_dir, PLUGINS_DIR])
+        playbooks = roles_dir.parent / "playbooks"
+        code = host_plan.code_digest([roles_dir, PLUGINS_DIR] + ([playbooks] if playbooks.is_dir() else []))
 
         def resolve(name):
             if name not in task_vars:

@@ -322,6 +322,12 @@ def recorded(record, role, inputs, items, reader):
     return {"version": RECORD_VERSION, "roles": roles}
 
 
+def forgotten(record, roles):
+    """RECORD without the entries of ROLES."""
+    kept = {role: entry for role, entry in record.get("roles", {}).items() if role not in roles}
+    return {"version": RECORD_VERSION, "roles": kept}
+
+
 def load_record(path):
     try:
         with open(path, encoding="utf-8") as handle:

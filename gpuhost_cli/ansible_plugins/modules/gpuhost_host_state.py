@@ -45,6 +45,14 @@ options:
     description: The items O(role) manages (O(mode=record)), as module_utils/gpuhost_host_state.py lists them.
     type: list
     elements: dict
+  forget:
+    description:
+      - With O(mode=plan), the roles whose records are removed when any role of O(inputs)
+        has work (not in check mode), so that they run again after it; the verification of
+        a host is recorded this way, and a host whose roles change is verified again.
+    type: list
+    elements: str
+    default: []
 """
 
 EXAMPLES = r"""
@@ -80,6 +88,7 @@ from ansible.module_utils.gpuhost_host_state import (
     HostReader,
     ItemError,
     dump_record,
+    forgotten,
     load_record,
     plan,
     recorded,
@@ -94,6 +103,7 @@ def main():
             "inputs": {"type": "raw", "required": True},
             "role": {"type": "str"},
             "items": {"type": "list", "elements": "dict"},
+            "forget": {"type": "list", "elements": "str", "default": []},
         },
         required_if=[("mode", "record", ("role", "items"))],
         supports_check_mode=True,
@@ -106,6 +116,9 @@ def main():
             module.fail_json(msg="gpuhost_host_state: inputs must map role names to digests in mode plan")
         drift = plan(record, params["inputs"], reader)
         needs = [role for role in params["inputs"] if drift[role]]
+        stale = [role for role in params["forget"] if role in record.get("roles", {})] if needs else []
+        if stale and not module.check_mode:
+            write_atomic(params["path"], dump_record(forgotten(record, stale)), mode=0o644)
         module.exit_json(changed=False, needs_work=needs,
                          converged=[role for role in params["inputs"] if not drift[role]],
                          drift={role: drift[role] for role in needs})
