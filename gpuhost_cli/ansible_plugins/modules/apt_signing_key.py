@@ -46,6 +46,12 @@ options:
       - Path on the managed host of a key file, ASCII-armored or binary.
       - Exactly one of O(url) and O(src) is required.
     type: path
+  content:
+    description:
+      - The key file from O(url), base64-encoded, as the action plugin of the same name fetched
+        it on the controller (once per run for every host). With it the host does not download
+        the key; O(url) still names it in every message.
+    type: str
   fingerprint:
     description:
       - The pinned fingerprint of the key's primary key, 40 hexadecimal digits.
@@ -182,6 +188,7 @@ keys:
       expires: null
 """
 
+import base64
 import datetime
 import hashlib
 import os
@@ -708,6 +715,19 @@ def download(module, url, timeout, label="apt signing key"):
     return data
 
 
+def decode_content(content, origin, label="apt signing key"):
+    try:
+        data = base64.b64decode(content, validate=True)
+    except (TypeError, ValueError):
+        raise SigningKeyError("%s: the key from %s did not arrive as base64. Nothing was written." % (label, origin))
+    if len(data) > MAX_KEY_BYTES:
+        raise SigningKeyError(
+            "%s: the key from %s is larger than the %d bytes accepted for a key file. Nothing was written."
+            % (label, origin, MAX_KEY_BYTES)
+        )
+    return data
+
+
 # ---------------------------------------------------------------------------
 # Module
 # ---------------------------------------------------------------------------
@@ -733,7 +753,10 @@ def run_module(module):
             "(apt-get install gnupg)." % label
         )
 
-    if p["url"]:
+    if p["content"] is not None:
+        origin = p["url"] or "the key given"
+        data = decode_content(p["content"], origin, label)
+    elif p["url"]:
         origin = p["url"]
         data = download(module, p["url"], p["timeout"], label)
     else:
@@ -797,6 +820,7 @@ def build_module():
         argument_spec=dict(
             url=dict(type="str"),
             src=dict(type="path"),
+            content=dict(type="str"),
             fingerprint=dict(type="str", required=True),
             dest=dict(type="path", required=True),
             label=dict(type="str", default="apt signing key"),
@@ -805,7 +829,7 @@ def build_module():
             validate_certs=dict(type="bool", default=True),
             expiry_warning_days=dict(type="int", default=30),
         ),
-        mutually_exclusive=[("url", "src")],
+        mutually_exclusive=[("url", "src"), ("content", "src")],
         required_one_of=[("url", "src")],
         supports_check_mode=True,
     )
