@@ -15,6 +15,7 @@ import base64
 import os
 import sys
 
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 
 try:
@@ -28,6 +29,15 @@ except ImportError:
     for _name in [m for m in sys.modules if m == "gpuhost_cli" or m.startswith("gpuhost_cli.")]:
         del sys.modules[_name]
     from gpuhost_cli import controller_keys
+
+
+def _validate_certs(value):
+    """validate_certs as the module reads it ("no" from an INI inventory or k=v is false); a
+    value the module refuses keeps certificates checked."""
+    try:
+        return boolean(value, strict=True)
+    except TypeError:
+        return True
 
 
 class ActionModule(ActionBase):
@@ -49,7 +59,7 @@ class ActionModule(ActionBase):
             label = args.get("label") or "apt signing key"
             try:
                 fetch = controller_keys.http_fetch(int(args.get("timeout", 30)),
-                                                   bool(args.get("validate_certs", True)))
+                                                   _validate_certs(args.get("validate_certs", True)))
                 data, downloaded = controller_keys.fetch_once(str(url), fetch, controller_keys.cache_dir())
             except (controller_keys.KeyFetchError, OSError) as exc:
                 result["key_fetched_on"] = "host"
