@@ -61,7 +61,7 @@ class ActionModule(ActionBase):
                 fetch = controller_keys.http_fetch(int(args.get("timeout", 30)),
                                                    _validate_certs(args.get("validate_certs", True)))
                 data, downloaded = controller_keys.fetch_once(str(url), fetch, controller_keys.cache_dir())
-            except (controller_keys.KeyFetchError, OSError) as exc:
+            except (controller_keys.KeyFetchError, OSError, TypeError, ValueError) as exc:
                 result["key_fetched_on"] = "host"
                 result["controller_fetch_error"] = f"{label}: the controller could not download {url}: {exc}"
             else:
