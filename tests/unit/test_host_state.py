@@ -763,6 +763,30 @@ def test_plan_forgets_the_verification_of_a_host_whose_roles_have_work(files):
     assert plan["needs_work"] == ["gpuhost_verify"]
 
 
+def test_plan_runs_the_roles_after_one_with_work_that_can_change_what_they_read(files):
+    for role in ("nvidia_container_toolkit", "docker", "docker_users", "docker_daemon"):
+        run_main(host_state_module, module_args(files, mode="record", role=role, inputs=role, items=[]))
+    inputs = {role: role for role in ("nvidia_container_toolkit", "docker", "docker_users", "docker_daemon")}
+    dependents = {"nvidia_container_toolkit": ["docker_daemon"], "docker": ["docker_users", "docker_daemon"]}
+    plan = run_main(host_state_module, module_args(files, mode="plan", inputs=inputs, dependents=dependents))
+    assert plan["needs_work"] == []
+    plan = run_main(host_state_module, module_args(files, mode="plan", inputs={**inputs, "nvidia_container_toolkit": "new"},
+                                                    dependents=dependents))
+    assert plan["needs_work"] == ["nvidia_container_toolkit", "docker_daemon"]
+    assert plan["drift"]["docker_daemon"] == ["runs after nvidia_container_toolkit, whose work can change what it reads"]
+    plan = run_main(host_state_module, module_args(files, mode="plan", inputs={**inputs, "docker": "new"},
+                                                    dependents=dependents))
+    assert plan["needs_work"] == ["docker", "docker_users", "docker_daemon"]
+    # A role's own drift is kept as the reason; a later role's work runs nothing before it.
+    plan = run_main(host_state_module, module_args(files, mode="plan",
+                                                    inputs={**inputs, "docker": "new", "docker_daemon": "new"},
+                                                    dependents=dependents))
+    assert plan["drift"]["docker_daemon"][0].startswith("its inputs changed")
+    plan = run_main(host_state_module, module_args(files, mode="plan", inputs={**inputs, "docker_daemon": "new"},
+                                                    dependents=dependents))
+    assert plan["needs_work"] == ["docker_daemon"]
+
+
 def test_plan_forgets_nothing_in_check_mode(files):
     run_main(host_state_module, module_args(files, mode="record", role="gpuhost_verify", inputs="v1", items=[]))
     before = files["record"].read_bytes()
@@ -829,7 +853,7 @@ def test_module_replaces_a_garbled_record(files):
 def test_module_documentation_parses_and_lists_its_options():
     doc = yaml.safe_load(host_state_module.DOCUMENTATION)
     assert doc["module"] == "gpuhost_host_state"
-    assert set(doc["options"]) == {"mode", "path", "inputs", "role", "items", "forget"}
+    assert set(doc["options"]) == {"mode", "path", "inputs", "role", "items", "forget", "dependents"}
     assert doc["options"]["mode"]["choices"] == ["plan", "record"]
     assert set(yaml.safe_load(host_state_module.RETURN)) == {"needs_work", "converged", "drift"}
     example = yaml.safe_load(host_state_module.EXAMPLES)[0]["gpuhost_host_state"]

@@ -309,10 +309,18 @@ def describe_change(key, now, was):
     return ["%s: %s, was %s" % (key, now, was)]
 
 
-def plan(record, inputs_by_role, reader):
-    """{role: [drift lines]} for every role of INPUTS_BY_ROLE ({role: digest})."""
+def plan(record, inputs_by_role, reader, dependents=None):
+    """{role: [drift lines]} for every role of INPUTS_BY_ROLE ({role: digest}, in the order
+    the roles run). DEPENDENTS ({role: [later roles]}) names the roles that must run when a
+    role before them has work, because that work can change what they read (the toolkit's
+    CDI spec, for the daemon.json Docker needs)."""
     roles = record.get("roles", {}) if isinstance(record, dict) and record.get("version") == RECORD_VERSION else {}
-    return {role: drift_of(roles.get(role), digest, reader) for role, digest in inputs_by_role.items()}
+    drift = {role: drift_of(roles.get(role), digest, reader) for role, digest in inputs_by_role.items()}
+    for role in inputs_by_role:
+        for later in (dependents or {}).get(role, []) if drift[role] else []:
+            if later in drift and not drift[later]:
+                drift[later] = ["runs after %s, whose work can change what it reads" % role]
+    return drift
 
 
 def recorded(record, role, inputs, items, reader):

@@ -45,6 +45,13 @@ options:
     description: The items O(role) manages (O(mode=record)), as module_utils/gpuhost_host_state.py lists them.
     type: list
     elements: dict
+  dependents:
+    description:
+      - With O(mode=plan), per role the later roles that run whenever it has work, because its
+        work can change what they read (a CDI spec the toolkit writes decides the daemon.json
+        Docker needs).
+    type: dict
+    default: {}
   forget:
     description:
       - With O(mode=plan), the roles whose records are removed when any role of O(inputs)
@@ -104,6 +111,7 @@ def main():
             "role": {"type": "str"},
             "items": {"type": "list", "elements": "dict"},
             "forget": {"type": "list", "elements": "str", "default": []},
+            "dependents": {"type": "dict", "default": {}},
         },
         required_if=[("mode", "record", ("role", "items"))],
         supports_check_mode=True,
@@ -114,7 +122,7 @@ def main():
     if params["mode"] == "plan":
         if not isinstance(params["inputs"], dict):
             module.fail_json(msg="gpuhost_host_state: inputs must map role names to digests in mode plan")
-        drift = plan(record, params["inputs"], reader)
+        drift = plan(record, params["inputs"], reader, params["dependents"])
         needs = [role for role in params["inputs"] if drift[role]]
         stale = [role for role in params["forget"] if role in record.get("roles", {})] if needs else []
         if stale and not module.check_mode:
