@@ -51,6 +51,12 @@ def test_provision_then_a_second_run_that_changes_nothing(lab):
     second = json.loads(gpuhost("provision", "-i", summary["inventory"], "--format", "json").stdout)
     assert second["rc"] == 0
     assert {name: host["changed"] for name, host in second["hosts"].items()} == {f"{NAME}-1": 0, f"{NAME}-2": 0}
+    # The plan found both hosts converged: no role ran, no batch was formed.
+    assert {name: host["plan"]["needs_work"] for name, host in second["hosts"].items()} == {
+        f"{NAME}-1": [], f"{NAME}-2": []}
+    assert {name: host["status"] for name, host in second["rollout"]["hosts"].items()} == {
+        f"{NAME}-1": "converged", f"{NAME}-2": "converged"}
+    assert second["rollout"]["batches"] == []
 
 
 def test_verify_passes_and_gpu_checks_are_not_applicable_without_gpus(lab):
