@@ -283,12 +283,3 @@ def test_anchor_noop_changes_are_reported_per_size():
                                       run(cf.NOOP_ONE, 5.0, changed=0)])]
     assert cf.anchor_noop_changes(stages) == {1: [3, 4], 2: [6]}
     assert cf.anchor_noop_changes([stage(1, [run(cf.NOOP_ONE, 5.0)], anchor=False)]) == {}
-
-
-def test_the_plot_is_written(tmp_path):
-    pytest.importorskip("matplotlib")
-    rows = cf.summarise([converged(1), stage(4, [run(cf.FIRST, 50.0, repeat=0), run(cf.FLOOR, 2.5),
-                                                 run(cf.NOOP_ONE, 5.0), run(cf.NOOP_DEFAULT, 6.0)], anchor=False)])
-    path = tmp_path / "plots" / "converged-fleet.png"
-    cf.plot(rows, path, "title")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
