@@ -34,7 +34,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _UNMATCHED = re.compile(r"Could not match supplied host pattern, ignoring: (\S+)")
 #: The groups playbooks/provision.yml forms from the converged-host plan.
 PLAN_GROUPS = ("gpuhost_needs_work", "gpuhost_converged")
-#: The module of the converged-host plan, under the names a task may call it by.
+#: The module of the converged-host plan.
 PLAN_ACTIONS = frozenset(("gpuhost_host_state",))
 _PARSE_FAILED = re.compile(r"^\[WARNING\]: Failed to parse inventory with '[^']+' plugin: (.+)$")
 _LINE_COLUMN = re.compile(r":\d+:\d+$")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from gpuhost_cli import inventory_validation
+from gpuhost_cli.rollout import host_list
 
 #: The facts the roles read (playbooks/provision.yml gathers distribution and platform).
 FACTS = ("distribution", "distribution_version", "distribution_release", "distribution_major_version",
@@ -105,10 +106,6 @@ def digests(inputs: Mapping[str, list[str]], roles: Iterable[str], resolve: Call
     return out
 
 
-def _names(hosts: list[str], limit: int = 10) -> str:
-    return ", ".join(hosts[:limit]) + (f" and {len(hosts) - limit} more" if len(hosts) > limit else "")
-
-
 def plan_report(hosts: Iterable[str], facts: Mapping[str, Mapping[str, Any]], full_run: bool = False,
                 limit: int = 20) -> list[str]:
     """What the plan found, one line per host with work (at most LIMIT), after a headline.
@@ -121,7 +118,7 @@ def plan_report(hosts: Iterable[str], facts: Mapping[str, Mapping[str, Any]], fu
         (busy if facts.get(host, {}).get("__gpuhost_needs_work") else converged).append(host)
     head = (f"Plan: every role runs on {len(busy)} host(s) (gpuhost_full_run)" if full_run else
             f"Plan: {len(converged)} of {len(hosts)} host(s) converged, nothing to do"
-            + (f" ({_names(converged)})" if converged else "")
+            + (f" ({host_list(converged)})" if converged else "")
             + (f"; work on {len(busy)}" if busy else ""))
     lines = [head + "."]
     if full_run:

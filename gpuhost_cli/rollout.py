@@ -206,7 +206,8 @@ def _percent(part: int, whole: int) -> int:
     return math.ceil(100 * part / whole) if whole else 0
 
 
-def _names(hosts: Sequence[str], limit: int = 10) -> str:
+def host_list(hosts: Sequence[str], limit: int = 10) -> str:
+    """HOSTS for a message: the first LIMIT, then how many more."""
     shown = ", ".join(hosts[:limit])
     return shown + (f" and {len(hosts) - limit} more" if len(hosts) > limit else "")
 
@@ -237,7 +238,7 @@ def finish_hint(deferred: Sequence[str]) -> str:
     needs a restart) and the docker role's (an engine upgrade across a minor release)."""
     return (
         f"Deferred (Docker would have to restart with containers running; nothing was changed): "
-        f"{_names(deferred)}. To finish them: stop or drain their containers and run again, or "
+        f"{host_list(deferred)}. To finish them: stop or drain their containers and run again, or "
         f"set docker_daemon_live_restore: true (a daemon.json change), or accept the interruption with "
         f"--limit {','.join(deferred)} -e docker_daemon_allow_disruption=true (a daemon.json change) or "
         f"-e docker_allow_disruption=true (an engine upgrade); each host's DEFERRED line says which."
@@ -296,8 +297,8 @@ def decide(
         if list(batch_hosts) != wanted:
             decision.stop = True
             decision.msg = (
-                f"Batch {decision.batch} holds {_names(list(batch_hosts))}, but {BATCHES_VARIABLE} "
-                f"({_json_list(batches)}) asks for {_names(wanted) or 'no more hosts'}. Ansible takes a play's batch sizes "
+                f"Batch {decision.batch} holds {host_list(list(batch_hosts))}, but {BATCHES_VARIABLE} "
+                f"({_json_list(batches)}) asks for {host_list(wanted) or 'no more hosts'}. Ansible takes a play's batch sizes "
                 f"(serial) from extra vars only, not from the inventory: pass "
                 f"-e '{{\"{BATCHES_VARIABLE}\": {_json_list(batches)}}}' (gpuhost provision does this for you)."
             )
@@ -306,7 +307,7 @@ def decide(
     if stage == "final":
         decision.msg = summary(targets, states)
     else:
-        decision.msg = f"batch {decision.batch}: {_names(list(batch_hosts))}"
+        decision.msg = f"batch {decision.batch}: {host_list(list(batch_hosts))}"
     return decision
 
 
@@ -314,7 +315,7 @@ def unreached_message(lost: Sequence[str], total: int, why: str) -> str:
     """Why a rollout stopped before any host changed: hosts that did not answer."""
     return (
         f"Rollout stopped before any host changed: {len(lost)} of {total} hosts could not be reached {why}: "
-        f"{_names(list(lost))}. Bring them back, or leave them out with --limit '!{lost[0]}', or allow "
+        f"{host_list(list(lost))}. Bring them back, or leave them out with --limit '!{lost[0]}', or allow "
         f"failures with --max-fail (gpuhost provision) / -e {MAX_FAIL_VARIABLE}=N."
     )
 
@@ -323,8 +324,8 @@ def stopped_message(batch: int, failed: Sequence[str], members: int, later: Sequ
     """Why a rollout stopped after ``batch``, which hosts it left, and how to finish it."""
     return (
         f"Rollout stopped after batch {batch}: {len(failed)} of {members} hosts failed, were rolled back or "
-        f"were lost {why}: {_names(list(failed))}. "
-        + (f"Not rolled out: {_names(list(later))}. " if later else "")
+        f"were lost {why}: {host_list(list(failed))}. "
+        + (f"Not rolled out: {host_list(list(later))}. " if later else "")
         + "Fix the failed hosts (the run above says why), then finish with: gpuhost provision --resume, "
           f"or ansible-playbook site.yml --limit {','.join(list(failed) + list(later))}."
     )
@@ -343,9 +344,9 @@ def summary(targets: Sequence[str], states: Mapping[str, str]) -> str:
     parts = [f"Rollout: {done} of {len(targets)} hosts done"
              + (f" ({len(by_state[CONVERGED])} already converged, nothing to do)." if by_state.get(CONVERGED) else ".")]
     if by_state.get(FAILED):
-        parts.append(f"Failed, rolled back or lost: {_names(by_state[FAILED])}.")
+        parts.append(f"Failed, rolled back or lost: {host_list(by_state[FAILED])}.")
     if by_state.get(NOT_REACHED):
-        parts.append(f"Not rolled out: {_names(by_state[NOT_REACHED])}.")
+        parts.append(f"Not rolled out: {host_list(by_state[NOT_REACHED])}.")
     if by_state.get(DEFERRED):
         parts.append(finish_hint(by_state[DEFERRED]))
     return " ".join(parts)

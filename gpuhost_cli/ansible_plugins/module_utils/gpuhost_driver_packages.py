@@ -91,9 +91,10 @@ SOURCE_WORDS = {
 }
 
 
-def parse_dpkg_installed(text):
-    """{package: version} of every package that dpkg has in state 'install ok installed', in file order."""
-    found = OrderedDict()
+def dpkg_stanzas(text):
+    """The stanzas of dpkg's status file, each a dict of its fields (names in lower case,
+    continuation lines left out), in file order."""
+    stanzas = []
     for stanza in re.split(r"\n\s*\n", (text or "").replace("\r\n", "\n")):
         fields = {}
         for line in stanza.splitlines():
@@ -102,6 +103,14 @@ def parse_dpkg_installed(text):
             key, sep, value = line.partition(":")
             if sep:
                 fields[key.strip().lower()] = value.strip()
+        stanzas.append(fields)
+    return stanzas
+
+
+def parse_dpkg_installed(text):
+    """{package: version} of every package that dpkg has in state 'install ok installed', in file order."""
+    found = OrderedDict()
+    for fields in dpkg_stanzas(text):
         name = fields.get("package")
         if name and fields.get("status") == "install ok installed" and fields.get("version"):
             found[name] = fields["version"]

@@ -34,13 +34,14 @@ dpkg's status and /etc/group are read directly.
 from __future__ import annotations
 
 import glob
-import grp
 import hashlib
 import json
 import os
 import re
 import stat
 import subprocess
+
+from ansible.module_utils.gpuhost_driver_packages import dpkg_stanzas
 
 ABSENT = "absent"
 #: The digest the controller sends for a role whose inputs it could not render: never recorded.
@@ -104,17 +105,11 @@ def parse_dpkg_status(text):
     """{package: (version, want, state)} of dpkg's status file (one stanza per package and
     architecture; the first stanza of a name wins)."""
     packages = {}
-    for stanza in text.split("\n\n"):
-        fields = {}
-        for line in stanza.splitlines():
-            if line[:1] in (" ", "\t") or ":" not in line:
-                continue
-            name, _, value = line.partition(":")
-            fields[name.strip()] = value.strip()
-        name = fields.get("Package")
+    for fields in dpkg_stanzas(text):
+        name = fields.get("package")
         if name and name not in packages:
-            status = (fields.get("Status", "") + "  ").split(" ")
-            packages[name] = (fields.get("Version", ""), status[0], status[2] if len(status) > 2 else "")
+            status = (fields.get("status", "") + "  ").split(" ")
+            packages[name] = (fields.get("version", ""), status[0], status[2] if len(status) > 2 else "")
     return packages
 
 
@@ -149,7 +144,7 @@ def group_state(members, wanted):
 def parse_systemctl_show(text, units):
     """{unit: (ActiveState, UnitFileState)} from ``systemctl show -p Id -p ActiveState -p
     UnitFileState UNIT...``, whose blocks come in the order of UNITS."""
-    blocks = [block for block in text.strip().split("\n\n")] if text.strip() else []
+    blocks = text.strip().split("\n\n") if text.strip() else []
     states = {}
     for unit, block in zip(units, blocks):
         fields = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
@@ -309,12 +304,19 @@ def describe_change(key, now, was):
     return ["%s: %s, was %s" % (key, now, was)]
 
 
+def roles_of(record):
+    """The per-role entries of RECORD; none when it is not a record of this version."""
+    if isinstance(record, dict) and record.get("version") == RECORD_VERSION and isinstance(record.get("roles"), dict):
+        return record["roles"]
+    return {}
+
+
 def plan(record, inputs_by_role, reader, dependents=None):
     """{role: [drift lines]} for every role of INPUTS_BY_ROLE ({role: digest}, in the order
     the roles run). DEPENDENTS ({role: [later roles]}) names the roles that must run when a
     role before them has work, because that work can change what they read (the toolkit's
     CDI spec, for the daemon.json Docker needs)."""
-    roles = record.get("roles", {}) if isinstance(record, dict) and record.get("version") == RECORD_VERSION else {}
+    roles = roles_of(record)
     drift = {role: drift_of(roles.get(role), digest, reader) for role, digest in inputs_by_role.items()}
     for role in inputs_by_role:
         for later in (dependents or {}).get(role, []) if drift[role] else []:
@@ -325,14 +327,14 @@ def plan(record, inputs_by_role, reader, dependents=None):
 
 def recorded(record, role, inputs, items, reader):
     """RECORD with ROLE's entry replaced by INPUTS and what ITEMS read now."""
-    roles = dict(record.get("roles", {})) if isinstance(record, dict) and record.get("version") == RECORD_VERSION else {}
+    roles = dict(roles_of(record))
     roles[role] = {"inputs": inputs, "items_spec": list(items), "items": reader.read_all(items)}
     return {"version": RECORD_VERSION, "roles": roles}
 
 
 def forgotten(record, roles):
     """RECORD without the entries of ROLES."""
-    kept = {role: entry for role, entry in record.get("roles", {}).items() if role not in roles}
+    kept = {role: entry for role, entry in roles_of(record).items() if role not in roles}
     return {"version": RECORD_VERSION, "roles": kept}
 
 

@@ -99,6 +99,7 @@ from ansible.module_utils.gpuhost_host_state import (
     load_record,
     plan,
     recorded,
+    roles_of,
 )
 
 
@@ -124,7 +125,7 @@ def main():
             module.fail_json(msg="gpuhost_host_state: inputs must map role names to digests in mode plan")
         drift = plan(record, params["inputs"], reader, params["dependents"])
         needs = [role for role in params["inputs"] if drift[role]]
-        stale = [role for role in params["forget"] if role in record.get("roles", {})] if needs else []
+        stale = [role for role in params["forget"] if role in roles_of(record)] if needs else []
         if stale and not module.check_mode:
             write_atomic(params["path"], dump_record(forgotten(record, stale)), mode=0o644)
         module.exit_json(changed=False, needs_work=needs,
