@@ -53,7 +53,7 @@ description:
     C(0700) temporary directory that is removed afterwards.
   - Temporary files a killed run left next to the file are removed.
   - The previous bytes are always kept while the change is applied, so that it
-    can be rolled back: as the backup file (O(backup=true)) or else as
+    can be rolled back, as the backup file (O(backup=true)) or else as
     C(.<file>.gpuhost-previous) next to it, with the file's mode and owner.
     RV(rollback_file) names it and RV(existed) says whether there was a file to
     go back to.
