@@ -9,20 +9,23 @@ ansible-runner hands every event Ansible's callback emits to an ``event_handler`
 
 :class:`RunModel` folds these into one :class:`HostRun` per host: the task it is running,
 its ok/changed/failed/unreachable/skipped counts, when it started and ended, the first
-error that stopped it, whether the docker_daemon role deferred it, and what it recorded
-with ``set_stats``. It is pure (no I/O, no ansible-runner import), so the command line's
+error that stopped it, whether the docker_daemon role deferred it, what it recorded
+with ``set_stats``, the tasks that changed something and the file diffs they reported
+(``--diff``). It is pure (no I/O, no ansible-runner import), so the command line's
 progress view and summaries, and the tests, share it.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-__all__ = ["DEFERRED_PREFIX", "GATE_ACTIONS", "HostRun", "RunModel", "result_message"]
+__all__ = ["DEFERRED_PREFIX", "GATE_ACTIONS", "HostRun", "RunModel", "diff_text", "result_diffs", "result_message"]
 
 #: The docker_daemon role reports a host it leaves alone with a debug message starting so.
 DEFERRED_PREFIX = "DEFERRED "
@@ -40,6 +43,15 @@ _PARSE_FAILED = re.compile(r"^\[WARNING\]: Failed to parse inventory with '[^']+
 _LINE_COLUMN = re.compile(r":\d+:\d+$")
 _NO_HOSTS = ("leaves us with no hosts to target", "No hosts matched, nothing to do")
 _LEADS = ("Task failed: ", "Action failed: ")
+#: Lines of context around each change of a diff, as ansible-playbook --diff prints them.
+DIFF_CONTEXT = 3
+#: Keys of a diff entry that say why Ansible left the file's text out.
+_DIFF_SKIPPED = (
+    ("dst_binary", "diff skipped: destination file appears to be binary"),
+    ("src_binary", "diff skipped: source file appears to be binary"),
+    ("dst_larger", "diff skipped: destination file size is greater than {}"),
+    ("src_larger", "diff skipped: source file size is greater than {}"),
+)
 _STATS_FIELDS = {
     "ok": "ok",
     "changed": "changed",
@@ -106,6 +118,71 @@ def result_message(res: Mapping[str, Any] | None) -> str:
     return text
 
 
+def _diff_side(value: Any) -> list[str]:
+    """One side of a diff as lines: a mapping as Ansible serialises it (sorted, indented JSON),
+    a last line without its newline marked as ``diff`` marks it."""
+    if isinstance(value, Mapping):
+        value = json.dumps(value, sort_keys=True, indent=4, separators=(",", ": "), default=str) + "\n"
+    lines = ("" if value is None else str(value)).splitlines(True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n\\ No newline at end of file\n"
+    return lines
+
+
+def diff_text(diff: Mapping[str, Any]) -> str:
+    """One entry of a result's ``diff`` as the unified diff ``ansible-playbook --diff`` prints
+    (without colour): before/after with their headers, or the module's ``prepared`` text."""
+    parts = [message.format(diff[key]) + "\n" for key, message in _DIFF_SKIPPED if key in diff]
+    if "before" in diff and "after" in diff:
+        before = f"before: {diff['before_header']}" if "before_header" in diff else "before"
+        after = f"after: {diff['after_header']}" if "after_header" in diff else "after"
+        parts.extend(difflib.unified_diff(_diff_side(diff["before"]), _diff_side(diff["after"]),
+                                          fromfile=before, tofile=after, n=DIFF_CONTEXT))
+    if diff.get("prepared"):
+        prepared = str(diff["prepared"])
+        parts.append(prepared if prepared.endswith("\n") else prepared + "\n")
+    return "".join(parts)
+
+
+def _censored(res: Mapping[str, Any]) -> bool:
+    """Whether the result is one a task marked no_log (Ansible hides all but its counts)."""
+    return bool(res.get("_ansible_no_log")) or "censored" in res
+
+
+def _changed_result(res: Mapping[str, Any], event: Mapping[str, Any]) -> bool:
+    """Whether a task's result changed something. A no_log result keeps only that it was
+    hidden; Ansible's own line for it ("changed: [host]") still tells."""
+    if _censored(res) and "changed" not in res:
+        return _plain(event.get("stdout") or "").lstrip().startswith("changed:")
+    return bool(res.get("changed"))
+
+
+def result_diffs(res: Any, label: Any = None) -> list[dict[str, Any]]:
+    """The file diffs a task result reports for a change: for a loop, each changed item's.
+
+    Each is ``{"item", "before_header", "after_header", "diff"}`` with the unified diff text.
+    A result of a no_log task, or of a loop item marked no_log, gives none; so does one that
+    changed nothing (as ansible-playbook shows diffs only of changes).
+    """
+    if not isinstance(res, Mapping) or _censored(res):
+        return []
+    items = res.get("results")
+    if isinstance(items, list):
+        return [entry for item in items if isinstance(item, Mapping)
+                for entry in result_diffs(item, item.get("_ansible_item_label", item.get("item")))]
+    diffs = res.get("diff")
+    if not res.get("changed") or not isinstance(diffs, (Mapping, list)):
+        return []
+    found = []
+    for diff in diffs if isinstance(diffs, list) else [diffs]:
+        text = diff_text(diff) if isinstance(diff, Mapping) else ""
+        if text.strip():
+            found.append({"item": None if label is None else str(label),
+                          "before_header": diff.get("before_header"), "after_header": diff.get("after_header"),
+                          "diff": text})
+    return found
+
+
 def _time(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value
@@ -137,8 +214,12 @@ class HostRun:
     deferred: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     results: dict[str, Mapping[str, Any]] = field(default_factory=dict)
-    #: The tasks that changed something (in check mode: would have), in order.
+    #: The tasks that changed something (in check mode: would have), in order; a name twice
+    #: when two tasks of that name changed something.
     changed_tasks: list[str] = field(default_factory=list)
+    #: The file diffs of those tasks (with ``--diff``): ``{"task", "item", "before_header",
+    #: "after_header", "diff"}``, in order.
+    diffs: list[dict[str, Any]] = field(default_factory=list)
     #: What the converged-host plan found: the roles with work, and why.
     plan: dict[str, Any] | None = None
     done: bool = False
@@ -146,6 +227,7 @@ class HostRun:
     plays: dict[str, list[datetime]] = field(default_factory=dict)
     _pending_failure: str | None = field(default=None, repr=False)
     _item_errors: dict[str, str] = field(default_factory=dict, repr=False)
+    _changed_keys: set[str] = field(default_factory=set, repr=False)
 
     @property
     def elapsed(self) -> float | None:
@@ -188,6 +270,7 @@ class HostRun:
             "error": self.error,
             "error_task": self.error_task,
             "changed_tasks": list(self.changed_tasks),
+            "diffs": [dict(diff) for diff in self.diffs],
             "plan": self.plan,
         }
 
@@ -339,11 +422,9 @@ class RunModel:
         res = data.get("res") or {}
         host.ok += 1
         if isinstance(res, Mapping):
-            if res.get("changed"):
+            if _changed_result(res, event):
                 host.changed += 1
-                task = str(data.get("task") or "")
-                if task and task not in host.changed_tasks:
-                    host.changed_tasks.append(task)
+                self._changed(host, data, res)
             msg = res.get("msg")
             if isinstance(msg, str) and msg.startswith(DEFERRED_PREFIX):
                 host.deferred = msg[len(DEFERRED_PREFIX):].strip()
@@ -353,6 +434,18 @@ class RunModel:
                     _merge(host.stats, stats["data"])
                 else:
                     host.stats.update(stats["data"])
+
+    @staticmethod
+    def _changed(host: HostRun, data: Mapping[str, Any], res: Mapping[str, Any]) -> None:
+        """Note a task that changed something: its name (once per task) and its diffs."""
+        task = str(data.get("task") or "")
+        if not task:
+            return
+        key = str(data.get("task_uuid") or task)
+        if key not in host._changed_keys:
+            host._changed_keys.add(key)
+            host.changed_tasks.append(task)
+        host.diffs.extend({"task": task, **entry} for entry in result_diffs(res))
 
     def _on_runner_on_skipped(self, data, created, event) -> None:
         host = self._touch(data, created)

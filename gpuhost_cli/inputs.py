@@ -78,6 +78,36 @@ def check_limit(limit: str | None) -> str | None:
     return limit
 
 
+def _error_place(exc: Exception) -> str:
+    """" (line L, column C)" of a YAML or JSON error, or ""."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        return f" (line {mark.line + 1}, column {mark.column + 1})"
+    if isinstance(exc, json.JSONDecodeError):
+        return f" (line {exc.lineno}, column {exc.colno})"
+    return ""
+
+
+def _mapping(text: str, what: str, hint: str = "", json_first: bool = True) -> dict[str, Any]:
+    """The mapping of variable names to values ``text`` holds, as Ansible reads extra vars
+    (JSON, else YAML); ``what`` names the input in the UserError that says what is wrong."""
+    try:
+        try:
+            data = json.loads(text) if json_first else yaml.safe_load(text)
+        except ValueError:
+            data = yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise UserError(f"{what} is not valid YAML or JSON{_error_place(exc)}{hint}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{what} must hold a mapping of variable names to values, not a {type(data).__name__}{hint}")
+    for key in data:
+        if not isinstance(key, str) or not _NAME.match(key):
+            raise UserError(f"{what}: {key!r} is not a valid variable name")
+    return data
+
+
 def _load_vars_file(spec: str) -> dict[str, Any]:
     name = spec[1:]
     if not name:
@@ -89,60 +119,73 @@ def _load_vars_file(spec: str) -> dict[str, Any]:
         raise UserError(f"extra vars file '{name}' not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"extra vars file '{name}' is not readable: {getattr(exc, 'strerror', None) or exc}") from None
-    try:
-        if path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            data = yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        where = ""
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" (line {mark.line + 1}, column {mark.column + 1})"
-        elif isinstance(exc, json.JSONDecodeError):
-            where = f" (line {exc.lineno}, column {exc.colno})"
-        raise UserError(f"extra vars file '{name}' is not valid YAML or JSON{where}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise UserError(
-            f"extra vars file '{name}' must hold a mapping of variable names to values, not a {type(data).__name__}"
-        )
-    for key in data:
-        if not isinstance(key, str) or not _NAME.match(key):
-            raise UserError(f"extra vars file '{name}': {key!r} is not a valid variable name")
-    return data
+    return _mapping(text, f"extra vars file '{name}'", json_first=path.suffix == ".json")
 
 
-def _parse_pair(spec: str) -> dict[str, Any]:
-    if "=" not in spec:
-        raise UserError(
-            f"-e '{spec}': write key=value (the value is read as YAML: 3, true, [a, b]) or @file.yml"
-        )
-    key, _, raw = spec.partition("=")
-    key = key.strip()
-    if not _NAME.match(key):
-        raise UserError(f"-e '{spec}': '{key}' is not a valid variable name")
+_PAIR_HINT = ("write key=value (several separated by spaces; the value is read as YAML: 3, true, [a, b]; "
+              "quote a value with spaces: key='a b'), a mapping '{\"key\": value}' or @file.yml")
+
+
+def _parse_pairs(spec: str) -> dict[str, Any]:
+    """``key=value`` pairs, split and unquoted by Ansible's own parser (parse_kv). An unquoted
+    value is read as YAML (3, true, [a, b]); a quoted one is the text as written.
+
+    One ``key=value`` whose value has spaces (``docker_users=[alice, bob]``) is one variable.
+    """
+    from ansible.errors import AnsibleError
+    from ansible.parsing.quoting import is_quoted
+    from ansible.parsing.splitter import parse_kv, split_args
+
+    shown = _shown(spec)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        raise UserError(f"-e '{spec}': the value is not valid YAML; quote it: {key}='\"{raw}\"'") from None
-    return {key: value}
+        tokens = split_args(spec)
+    except AnsibleError:
+        raise UserError(f"-e '{shown}': a quote or a {{{{ }}}} is not closed; {_PAIR_HINT}") from None
+    free = [token for token in tokens if "=" not in token]
+    if free and "=" in tokens[0] and all("=" not in token for token in tokens[1:]):
+        tokens = [spec.strip()]  # key=value with spaces in the value: one variable, as gpuhost always read it
+    elif len(free) == len(tokens):
+        raise UserError(f"-e '{shown}': {_PAIR_HINT}")
+    elif free:
+        raise UserError(f"-e '{shown}': '{_shown(free[0])}' is not key=value; {_PAIR_HINT}")
+    pairs: dict[str, Any] = {}
+    for token in tokens:
+        key, _, raw = token.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not _NAME.match(key):
+            raise UserError(f"-e '{shown}': '{_shown(key)}' is not a valid variable name")
+        if is_quoted(raw) or not raw:
+            pairs[key] = str(parse_kv(token)[key])
+            continue
+        try:
+            pairs[key] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise UserError(f"-e '{shown}': the value of {key} is not valid YAML; quote it: {key}='\"{raw}\"'") from None
+    return pairs
 
 
 def parse_extra_vars(specs: Iterable[str] | None) -> dict[str, Any]:
-    """Merge ``-e`` arguments into one dict of typed values.
+    """Merge ``-e`` arguments into one dict of typed values, as ansible-playbook takes them.
 
-    Each is ``@file`` (a YAML or JSON mapping) or ``key=value``, whose value is read as
-    YAML: ``n=3`` gives the int 3, ``flag=true`` a bool, ``users=[a, b]`` a list. A later
-    argument overrides an earlier one, key by key.
+    Each is ``@file`` (a YAML or JSON mapping), a YAML or JSON mapping (``{"key": value}``),
+    or ``key=value`` pairs, split and unquoted as Ansible's parse_kv does, whose unquoted
+    values are read as YAML: ``n=3`` gives the int 3, ``flag=true`` a bool, ``users=[a, b]``
+    a list. An empty argument adds nothing. A later argument overrides an earlier one, key
+    by key, as in ansible-playbook. Anything else is a UserError that says how to write it.
     """
     merged: dict[str, Any] = {}
     for spec in specs or ():
+        if not spec:
+            continue
         if spec.startswith("@"):
             merged.update(_load_vars_file(spec))
+        elif spec.startswith(("/", ".")):
+            raise UserError(f"-e '{_shown(spec)}': to read variables from a file, write -e @{_shown(spec)}")
+        elif spec.startswith(("{", "[")):
+            merged.update(_mapping(spec, f"-e '{_shown(spec)}'",
+                                   hint="; write a mapping such as -e '{\"key\": value}', or key=value"))
         else:
-            merged.update(_parse_pair(spec))
+            merged.update(_parse_pairs(spec))
     return merged
 
 

@@ -2,9 +2,10 @@
 
 Built from a run's :class:`~gpuhost_cli.events.RunModel`: the rollout gate's results say
 which hosts each batch held and where the rollout stopped; each host's events say whether
-it failed, was lost or was deferred, how many tasks changed something, how long it took and
-the error. Reports are kept beside the inventory, in ``.gpuhost/rollouts/``; the newest
-real (not ``--check``) one is ``.gpuhost/rollouts/last.json``, which ``--resume`` reads.
+it failed, was lost or was deferred, how many and which tasks changed something (in a
+``--check`` run: would change), how long it took and the error. Reports are kept beside
+the inventory, in ``.gpuhost/rollouts/``; the newest real (not ``--check``) one is
+``.gpuhost/rollouts/last.json``, which ``--resume`` reads.
 Those directories and files must be the user's own; they are written and read without
 following links (:mod:`gpuhost_cli.safe_files`).
 """
@@ -131,11 +132,14 @@ def build(
         state = _host_state(name, run, stopped_before, batch_of.get(name), gate_states.get(name), left_out)
         times = rollout_times(run)
         elapsed = (times[1] - times[0]).total_seconds() if times else None
+        reached = run is not None and state != rollout.NOT_REACHED
         hosts[name] = {
             "status": state,
             "batch": batch_of.get(name),
-            "changed": run.changed if run is not None and state != rollout.NOT_REACHED else 0,
-            "elapsed_s": round(elapsed, 1) if elapsed is not None and state != rollout.NOT_REACHED else None,
+            "changed": run.changed if reached else 0,
+            # In a --check run: the tasks that would change something.
+            "changed_tasks": list(run.changed_tasks) if reached else [],
+            "elapsed_s": round(elapsed, 1) if elapsed is not None and reached else None,
             "error": run.error if run is not None and state in (rollout.FAILED, rollout.UNREACHABLE) else None,
             "error_task": run.error_task if run is not None and state in (rollout.FAILED, rollout.UNREACHABLE) else None,
             "deferred": run.deferred if run is not None and state == rollout.DEFERRED else None,

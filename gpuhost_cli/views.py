@@ -4,17 +4,25 @@ The pure parts (rows of text from a model or a facts dict) are separate function
 tests check the words without a terminal; the ``*_table`` functions wrap them in rich.
 Everything is defensive about missing keys: a fact the host could not report shows as
 "unknown", never as an error.
+
+A host name, a path or a task name is never broken by a line break, so that it can be
+copied: text wraps at spaces only (:class:`Wrapped`), a table too wide for the terminal
+gives way to one block per row (:class:`Fit`), and what the commands print goes out with
+``crop=False`` (``cli._common.show``), so a value longer than the terminal runs on.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterator, Mapping, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, Group, RenderableType
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -34,6 +42,7 @@ STATUS_STYLE = {
     "converged": "green",
 }
 SEVERITY_STYLE = {"error": "red", "warning": "yellow", "info": "cyan"}
+DIFF_STYLE = (("+++", "bold"), ("---", "bold"), ("+", "green"), ("-", "red"), ("@@", "cyan"), ("\\", "dim"))
 CHECK_WORDS = {"passed": "passed", "failed": "FAILED", "not_applicable": "n/a"}
 
 
@@ -72,6 +81,94 @@ def _styled(word: str, status: str) -> Text:
     return Text(word, style=STATUS_STYLE.get(status, ""))
 
 
+# ---- Layout: long values stay whole -------------------------------------------------------
+
+_WORD = re.compile(r"\S+")
+#: Wide enough for any table: how wide it is when nothing wraps.
+_UNBOUNDED = 100_000
+
+
+def whole(text: str | Text, style: str = "") -> Text:
+    """A value (a host name, a path) on a line of its own, never broken or cut."""
+    value = text if isinstance(text, Text) else Text(text, style=style)
+    return Text.assemble(value, no_wrap=True, overflow="ignore")
+
+
+def _breaks(plain: str, width: int) -> list[int]:
+    """Where to break a line: before each word that would run past ``width``."""
+    breaks, start = [], 0
+    for word in _WORD.finditer(plain):
+        if plain[start:word.start()].strip() and cell_len(plain[start:word.end()]) > width:
+            breaks.append(word.start())
+            start = word.start()
+    return breaks
+
+
+class Wrapped:
+    """Text wrapped at spaces to the width it is given, every line after ``indent``; a word
+    longer than a line (a path, a host name) stays whole on a line of its own."""
+
+    def __init__(self, text: str | Text, indent: str = "", style: str = "") -> None:
+        self.text = text if isinstance(text, Text) else Text(text, style=style)
+        self.indent = indent
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterable[Text]:
+        width = max(1, options.max_width - cell_len(self.indent))
+        for line in self.text.split(allow_blank=True):
+            for part in line.divide(_breaks(line.plain, width)):
+                part.rstrip()
+                yield whole(Text.assemble(self.indent, part))
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement.get(console, options, Text(self.indent + self.text.plain))
+
+
+class Fit:
+    """``wide`` (a table) where it fits the width given, else ``narrow``. A table fits when each
+    cell fits on one line (``need="maximum"``), or, for one that wraps its text at spaces, when
+    each column is as wide as its longest word (``need="minimum"``)."""
+
+    def __init__(self, wide: RenderableType, narrow: RenderableType, need: str = "maximum") -> None:
+        self.wide = wide
+        self.narrow = narrow
+        self.need = need
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> Iterable[RenderableType]:
+        measured = Measurement.get(console, options.update_width(_UNBOUNDED), self.wide)
+        yield self.wide if getattr(measured, self.need) <= options.max_width else self.narrow
+
+
+Cell = str | Text | Sequence[Text]
+
+
+def _lines_of(cell: Cell) -> list[Text]:
+    if isinstance(cell, str):
+        return [Text(cell)]
+    return [cell] if isinstance(cell, Text) else list(cell)
+
+
+def fitting_table(table: Table, rows: Sequence[Sequence[Cell]], name_at: int = 0, need: str = "maximum") -> Fit:
+    """``table`` (whose rows are ``rows``) where it fits (:class:`Fit`), else a block per row: the
+    row's name (its ``name_at`` cell, a host) on a line of its own, then under it the other
+    cells, "header value, ..." (a table without headers: each line of each cell)."""
+    headers = [str(column.header) for column in table.columns]
+    blocks: list[RenderableType] = [Wrapped(Text(str(table.title), style="italic"))] if table.title else []
+    for row in rows:
+        blocks.append(whole(Text.assemble(*_lines_of(row[name_at])), style="bold"))
+        others = [(header, _lines_of(cell)) for at, (header, cell) in enumerate(zip(headers, row)) if at != name_at]
+        if table.show_header:
+            labelled = [Text.assemble(f"{header} ", *lines) for header, lines in others if any(map(str, lines))]
+            blocks.append(Wrapped(Text(", ").join(labelled), indent="  "))
+        else:
+            blocks.extend(Wrapped(line, indent="  ") for _, lines in others for line in lines)
+    return Fit(table, Group(*blocks), need)
+
+
+def note(name: str, label: str, text: str, style: str = "") -> Wrapped:
+    """``name (label): text``, the name in bold, wrapped at spaces."""
+    return Wrapped(Text.assemble((f"{name} ({label}): ", "bold"), (text, style)))
+
+
 # ---- Runs: progress and summary ---------------------------------------------------------
 
 
@@ -94,20 +191,24 @@ def summary_rows(model: RunModel) -> list[list[str]]:
     return rows
 
 
-def summary_table(model: RunModel, title: str = "gpuhost") -> RenderableType:
-    """The per-host counts (host coloured by how it ended), then each first error in full."""
+def summary_table(model: RunModel, title: str = "gpuhost", check: bool = False) -> RenderableType:
+    """The per-host counts (host coloured by how it ended), then each first error in full and
+    the tasks that changed (``check``: would change) on each host."""
     table = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left", pad_edge=False)
     for header in ("host", "ok", "changed", "failed", "unreachable", "deferred", "elapsed"):
         table.add_column(header, justify="left" if header in ("host", "deferred") else "right",
                          no_wrap=True, overflow="ellipsis" if header == "host" else "fold")
     notes: list[RenderableType] = []
+    rows = []
     for row in summary_rows(model):
-        name, status, note = row[0], row[1], row[8]
-        table.add_row(_styled(name, status), *row[2:8])
-        if note:
+        name, status, text = row[0], row[1], row[8]
+        rows.append([_styled(name, status), *row[2:8]])
+        table.add_row(*rows[-1])
+        if text:
             label = "deferred" if status == "deferred" else "first error" if status in ("failed", "unreachable") else "note"
-            notes.append(Text.assemble((f"{name} ({label}): ", "bold"), (note, STATUS_STYLE.get(status, ""))))
-    return Group(table, *notes)
+            notes.append(note(name, label, text, STATUS_STYLE.get(status, "")))
+    changed = {name: host.changed_tasks for name, host in sorted(model.hosts.items())}
+    return Group(fitting_table(table, rows), *notes, *changed_task_lines(changed, check))
 
 
 def progress_table(model: RunModel, title: str) -> Table:
@@ -143,6 +244,51 @@ def live_progress(console: Console, title: str) -> Iterator[Any]:
             holder["model"] = model
 
         yield on_event
+
+
+def changed_task_lines(changed: Mapping[str, Sequence[str]], check: bool = False) -> list[RenderableType]:
+    """The tasks that changed something (``check``: would change) on each host, under a
+    heading; hosts with the same tasks share one list. Nothing when no task changed."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name, tasks in changed.items():
+        if tasks:
+            groups.setdefault(tuple(tasks), []).append(name)
+    if not groups:
+        return []
+    verb = "would change (check mode: nothing was changed)" if check else "changed"
+    lines: list[RenderableType] = [Text(f"Tasks that {verb}:", style="bold")]
+    for tasks, names in groups.items():
+        count = f"{len(tasks)} task{'' if len(tasks) == 1 else 's'}"
+        lines.append(Wrapped(Text.assemble((", ".join(names), "bold"), f" ({count}):")))
+        lines.extend(Wrapped(f"• {task}", indent="  ") for task in tasks)
+    return lines
+
+
+def diff_lines(diffs: Mapping[str, Sequence[Mapping[str, Any]]], check: bool = False) -> list[RenderableType]:
+    """Each host's file diffs (``--diff``), by task, in colour where the console has it; each
+    line as the module reported it, never wrapped. Nothing when there are none."""
+    hosts = {name: entries for name, entries in diffs.items() if entries}
+    if not hosts:
+        return []
+    heading = "Diffs (check mode: what would change)" if check else "Diffs"
+    lines: list[RenderableType] = [Text(f"{heading}:", style="bold")]
+    for name, entries in hosts.items():
+        lines.append(whole(f"{name}:", style="bold"))
+        for entry in entries:
+            item = f" (item {entry['item']})" if entry.get("item") is not None else ""
+            lines.append(whole(f"  task: {entry.get('task') or ''}{item}", style="italic"))
+            lines.append(diff_text_styled(str(entry.get("diff") or "")))
+    return lines
+
+
+def diff_text_styled(diff: str) -> Text:
+    """A unified diff, its lines coloured as ansible-playbook colours them; never wrapped."""
+    text = Text(no_wrap=True, overflow="ignore")
+    for line in diff.rstrip("\n").split("\n"):
+        style = next((style for lead, style in DIFF_STYLE if line.startswith(lead)), "")
+        text.append(line + "\n", style=style)
+    text.rstrip()
+    return text
 
 
 def host_error_text(host: HostRun) -> str:
@@ -225,9 +371,7 @@ def facts_overview(facts: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows.append(("Docker", text))
     default_runtime = _get(docker, "default_runtime") or _get(docker, "configured_default_runtime")
     rows.append(("Default runtime", str(default_runtime) if default_runtime else UNKNOWN))
-    runtimes = _get(docker, "runtimes") or _get(docker, "configured_runtimes")
-    rows.append(("Runtimes", ", ".join(str(r) for r in runtimes) if isinstance(runtimes, list) and runtimes
-                 else UNKNOWN))
+    rows.append(("Runtimes", runtimes_text(docker if isinstance(docker, Mapping) else {})))
 
     toolkit = _get(facts, "toolkit", default={})
     tk_version = _get(toolkit, "version")
@@ -241,6 +385,22 @@ def facts_overview(facts: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows.extend(toolkit_rows(toolkit if isinstance(toolkit, Mapping) else {},
                              docker if isinstance(docker, Mapping) else {}))
     return rows
+
+
+def missing_runtimes(docker: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The registered runtimes whose executable gpu_facts did not find: {runtime, path, source}."""
+    entries = _get(docker, "runtime_executables", default=[])
+    return [{"runtime": str(_get(e, "runtime")), "path": str(_get(e, "path")), "source": str(_get(e, "source"))}
+            for e in entries if isinstance(e, Mapping) and not _get(e, "found")] if isinstance(entries, list) else []
+
+
+def runtimes_text(docker: Mapping[str, Any]) -> str:
+    """The engine's runtimes (else daemon.json's), each whose executable is missing marked so."""
+    runtimes = _get(docker, "runtimes") or _get(docker, "configured_runtimes")
+    if not isinstance(runtimes, list) or not runtimes:
+        return UNKNOWN
+    missing = {entry["runtime"]: entry["path"] for entry in missing_runtimes(docker)}
+    return ", ".join(f"{name} (MISSING: {missing[name]})" if name in missing else str(name) for name in runtimes)
 
 
 DRIVER_SOURCE_WORDS = {
@@ -385,25 +545,27 @@ def facts_table(host: str, facts: Mapping[str, Any]) -> RenderableType:
     summary = _get(facts, "summary")
     table = Table(title=f"{host}" + (f" — {summary}" if summary else ""), title_justify="left",
                   box=box.ROUNDED, show_header=False)
-    table.add_column("what", style="bold")
-    table.add_column("value", overflow="fold")
+    rows: list[list[Cell]] = []
     for what, value in facts_overview(facts):
         style = "red" if value.startswith(("NOT", "not loaded", "not working", "not installed", "not answering")) else ""
-        table.add_row(what, Text(value, style=style))
-    for what, value in smi_gpu_rows(facts):
-        table.add_row(what, value)
+        rows.append([what, Text(value, style=style)])
+    rows.extend([what, value] for what, value in smi_gpu_rows(facts))
     problems = facts_problems(facts)
     findings = _get(facts, "findings", default=[])
     severities = [str(_get(f, "severity") or "") for f in findings] if isinstance(findings, list) else []
     if len(severities) != len(problems):
         severities = ["warning"] * len(problems)
     if problems:
-        table.add_row("Problems", Group(*(
-            Text(f"• {problem}", style=SEVERITY_STYLE.get(severity, "yellow"))
-            for problem, severity in zip(problems, severities))))
+        rows.append(["Problems", [Text(f"• {problem}", style=SEVERITY_STYLE.get(severity, "yellow"))
+                                  for problem, severity in zip(problems, severities)]])
     else:
-        table.add_row("Problems", Text("none", style="green"))
-    return table
+        rows.append(["Problems", Text("none", style="green")])
+    # The labels never wrap, so that the values' column is as wide as the measure promises.
+    table.add_column("what", style="bold", no_wrap=True, min_width=max(len(str(row[0])) for row in rows))
+    table.add_column("value", overflow="fold")
+    for what, value in rows:
+        table.add_row(what, value if isinstance(value, (str, Text)) else Group(*value))
+    return fitting_table(table, rows, need="minimum")
 
 
 # ---- gpuhost verify -----------------------------------------------------------------------
@@ -474,10 +636,10 @@ def verify_hosts_json(model: RunModel) -> dict[str, Any]:
 
 
 def render_text(renderables: Sequence[RenderableType], width: int = 160) -> str:
-    """The renderables as plain text (for tests and logs)."""
+    """The renderables as plain text (for tests and logs), printed as the commands print them."""
     console = Console(width=width, record=True, color_system=None, file=io.StringIO())
     for item in renderables:
-        console.print(item)
+        console.print(Group(item), crop=False)
     return console.export_text()
 
 
@@ -486,28 +648,31 @@ def render_text(renderables: Sequence[RenderableType], width: int = 160) -> str:
 
 def rollout_table(report: Mapping[str, Any], title: str = "gpuhost provision") -> RenderableType:
     """Each host with its batch, how it ended, what changed and how long it took; then why
-    the rollout stopped, how to finish deferred hosts, and each host's error in full."""
+    the rollout stopped, how to finish deferred hosts, each host's error in full, and the
+    tasks that changed on each host (in a check run: would change)."""
+    check = bool(report.get("check"))
     table = Table(title=title, box=box.SIMPLE_HEAVY, title_justify="left", pad_edge=False)
-    for header in ("batch", "host", "status", "changed", "elapsed"):
-        table.add_column(header, justify="right" if header in ("batch", "changed", "elapsed") else "left",
+    for header in ("batch", "host", "status", "would change" if check else "changed", "elapsed"):
+        table.add_column(header, justify="left" if header in ("host", "status") else "right",
                          no_wrap=True, overflow="ellipsis" if header == "host" else "fold")
     notes: list[RenderableType] = []
+    rows = []
     for name, host in report["hosts"].items():
         status = host["status"]
         word = status.replace("_", " ")
-        table.add_row(str(host["batch"] or "-"), name, _styled(word, status),
-                      str(host["changed"]), elapsed_text(host["elapsed_s"]))
+        rows.append([str(host["batch"] or "-"), name, _styled(word, status),
+                     str(host["changed"]), elapsed_text(host["elapsed_s"])])
+        table.add_row(*rows[-1])
         if host.get("error"):
-            notes.append(Text.assemble((f"{name} ({word}): ", "bold"),
-                                       (host["error"], STATUS_STYLE.get(status, ""))))
+            notes.append(note(name, word, host["error"], STATUS_STYLE.get(status, "")))
     counts = report["counts"]
     line = (f"{counts['ok']} done, {counts.get('converged', 0)} converged (nothing to do), {counts['failed']} failed, {counts['unreachable']} unreachable, "
             f"{counts['deferred']} deferred, {counts['not_reached']} not reached; "
             f"batches {report['batches_requested']}, max fail {report['max_fail_percentage']}%")
-    notes.insert(0, Text(line))
+    notes.insert(0, Wrapped(line))
     if report.get("stopped"):
-        notes.append(Text(report["stopped"], style="bold red"))
+        notes.append(Wrapped(report["stopped"], style="bold red"))
     if report.get("finish_deferred"):
-        notes.append(Text(report["finish_deferred"], style="yellow"))
-    return Group(table, *notes)
-
+        notes.append(Wrapped(report["finish_deferred"], style="yellow"))
+    changed = {name: host.get("changed_tasks") or [] for name, host in report["hosts"].items()}
+    return Group(fitting_table(table, rows, name_at=1), *notes, *changed_task_lines(changed, check))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterator
 from enum import Enum
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, RenderableType
 
     from gpuhost_cli.runner import RunResult
 
@@ -89,13 +90,22 @@ _console: Console | None = None
 
 
 def console() -> Console:
-    """gpuhost's one rich console, on stdout."""
+    """gpuhost's one rich console, on stdout: in colour on a terminal, plain text when stdout
+    is not one or NO_COLOR is set (https://no-color.org)."""
     global _console
     if _console is None:
         from rich.console import Console
 
-        _console = Console(highlight=False)
+        _console = Console(highlight=False, color_system=None if os.environ.get("NO_COLOR") else "auto")
     return _console
+
+
+def show(*renderables: RenderableType) -> None:
+    """Print on the console, lines longer than the terminal left whole (a host name or a path
+    runs on instead of being cut, see gpuhost_cli.views)."""
+    from rich.console import Group
+
+    console().print(Group(*renderables), crop=False)
 
 
 def stdout_is_tty() -> bool:

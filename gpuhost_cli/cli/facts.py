@@ -13,9 +13,9 @@ from gpuhost_cli.cli._common import (
     Limit,
     OutputFormat,
     check_matched,
-    console,
     finish,
     register_command,
+    show,
     user_errors,
 )
 
@@ -69,14 +69,11 @@ def facts(
             "error": host.error,
         }
     def show_tables() -> None:
-        from rich.text import Text
-
-        out = console()
         for name, host in sorted(result.model.hosts.items()):
             if host.succeeded and hosts[name]["facts"] is not None:
-                out.print(views.facts_table(name, hosts[name]["facts"]))
+                show(views.facts_table(name, hosts[name]["facts"]))
             else:
-                out.print(Text(f"{name}: {views.host_error_text(host)}", style="bold red"))
+                show(views.Wrapped(f"{name}: {views.host_error_text(host)}", style="bold red"))
 
     finish(result, output, hosts, show_tables)
 

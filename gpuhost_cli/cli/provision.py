@@ -16,6 +16,7 @@ from gpuhost_cli.cli._common import (
     finish,
     live_run,
     register_command,
+    show,
     stdout_is_tty,
     user_errors,
 )
@@ -33,7 +34,9 @@ was lost counts as failed; when more than --max-fail percent of a batch failed (
 containers are deferred: left as they were and listed with how to finish them.
 
 Shows each host's progress while it runs, then the rollout report per batch and host,
-which is also written as JSON beside the inventory (.gpuhost/rollouts/).
+which is also written as JSON beside the inventory (.gpuhost/rollouts/), with the tasks
+that changed something on each host (with --check: would change). With --diff, the
+changes to files follow, by host and task.
 """
 
 EPILOG = """\
@@ -43,6 +46,7 @@ Examples:
   gpuhost provision -i inventories/prod                   # do it
   gpuhost provision -i inventories/prod --limit gpu-node-1 --tags daemon
   gpuhost provision -i inventories/prod -e @overrides.yml -e docker_users='[alice, bob]'
+  gpuhost provision -i inventories/prod --check --diff -e '{"docker_daemon_options": {"bip": "10.98.0.1/24"}}'
   gpuhost provision -i inventories/prod --batches 1,10%,100% --max-fail 5
   gpuhost provision -i inventories/prod --resume          # only the hosts the last rollout did not finish
   gpuhost provision -i inventories/prod --format json | jq .rollout.hosts
@@ -63,9 +67,13 @@ def provision(
     diff: Annotated[bool, typer.Option("--diff", "-D", help="Show the changes to files.")] = False,
     extra_vars: Annotated[
         list[str] | None,
-        typer.Option("--extra-vars", "-e", metavar="@FILE|KEY=VALUE",
-                     help="Extra variables: @file.yml (a YAML or JSON mapping) or key=value (the value is "
-                          "read as YAML: 3, true, [a, b]). Repeat to add more."),
+        typer.Option("--extra-vars", "-e", metavar="@FILE|KEY=VALUE|{JSON}",
+                     help="Extra variables, as ansible-playbook takes them: key=value pairs (several in "
+                          "one argument; an unquoted value is read as YAML: 3, true, [a, b]; a quoted one "
+                          "is text), "
+                          "@file.yml (a YAML or JSON mapping) or a YAML or JSON mapping such as "
+                          "'{\"docker_daemon_options\": {\"bip\": \"10.98.0.1/24\"}}'. Repeat to add more; "
+                          "a later one wins."),
     ] = None,
     forks: Annotated[
         int | None,
@@ -152,10 +160,9 @@ def provision(
     title = "gpuhost provision" + (" (check mode: nothing was changed)" if check else "")
 
     def show_table() -> None:
-        from rich.text import Text
-
-        console().print(views.rollout_table(rollout, title=title))
-        console().print(Text(f"Report: {saved}", style="dim"))
+        diffs = {name: host.diffs for name, host in sorted(result.model.hosts.items())}
+        show(views.rollout_table(rollout, title=title), *views.diff_lines(diffs, check),
+             views.whole(f"Report: {saved}", style="dim"))
 
     finish(result, output, result.model.to_dict(), show_table,
            extra={"rollout": rollout, "report_file": str(saved)})

@@ -280,7 +280,7 @@ def test_to_dict_has_every_field_the_json_output_promises():
     assert model.to_dict() == {"gpu1": {
         "status": "changed", "ok": 1, "changed": 1, "failed": 0, "unreachable": 0, "skipped": 0, "rescued": 0,
         "ignored": 0, "deferred": False, "deferred_message": None, "elapsed": 2.0, "error": None,
-        "error_task": None, "changed_tasks": ["t"], "plan": None}}
+        "error_task": None, "changed_tasks": ["t"], "diffs": [], "plan": None}}
 
 
 def test_the_plan_and_the_changed_tasks_are_kept_per_host():

@@ -33,7 +33,8 @@ description:
     C(nvidia-smi --query-gpu=index,name,uuid,memory.total,driver_version,mig.mode.current,pci.bus_id
     --format=csv,noheader,nounits), and the CUDA version from the header of plain C(nvidia-smi).
   - The Docker engine's version, default runtime and runtimes, from C(docker version) and
-    C(docker info), and the C(default-runtime) configured in C(/etc/docker/daemon.json).
+    C(docker info), and the C(default-runtime) configured in C(/etc/docker/daemon.json); a
+    registered runtime whose executable is missing on the host is reported as a problem.
   - The installed version of the NVIDIA Container Toolkit packages, from C(/var/lib/dpkg/status),
     and the NVIDIA security fixes that version lacks. A toolkit older than the security floor
     (the newest release in gpuhost's table of NVIDIA security bulletins, shipped with the module
@@ -273,8 +274,13 @@ gpu:
           accepts them now, from 28.2 unless C(features.cdi) is V(false), and from 25.0 to 28.1 only
           with C(features.cdi) V(true). Both come from C(version), or C(recorded_version) when the
           engine was not asked, and are V(null) when neither is known.
+        - C(runtime_executables) lists each runtime C(etc/docker/daemon.json) registers, and each other
+          one C(docker info) reports besides Docker's own runc runtimes, with the executable it runs
+          (C(runtime), C(path), C(source), C(found)). C(found) is where that executable is, V(null) when
+          it is missing or not executable (a problem). A C(path) with a slash is taken as given, a bare
+          name is looked up in the directories of dockerd's PATH under systemd, as dockerd looks it up.
         - The engine is only queried when O(root) is C(/); otherwise C(version), C(running),
-          C(default_runtime) and C(runtimes) are V(null).
+          C(default_runtime), C(runtimes) and C(runtime_executables) are V(null).
       type: dict
       sample:
         installed: true
@@ -287,6 +293,11 @@ gpu:
         configured_runtimes: [nvidia]
         configured_cdi: null
         daemon_json_error: null
+        runtime_executables:
+          - runtime: nvidia
+            path: nvidia-container-runtime
+            source: /etc/docker/daemon.json
+            found: /usr/bin/nvidia-container-runtime
         recorded_version: 28.5.1
         cdi_supported: true
         cdi_enabled: true
@@ -795,39 +806,89 @@ def nvidia_smi_facts(path, timeout, run=run_command):
 # Docker
 # ---------------------------------------------------------------------------
 
-def parse_daemon_json(text):
-    """(default runtime, runtime names, `features.cdi`, error) from the text of daemon.json.
-
-    `features.cdi` is True, False, or None when it is not set.
-    """
+def load_daemon_json(text):
+    """(the object daemon.json holds, error): an empty object and the error when it holds none."""
     try:
         data = json.loads(text)
     except ValueError as e:
-        return None, None, None, "not valid JSON: %s" % e
+        return {}, "not valid JSON: %s" % e
     if not isinstance(data, dict):
-        return None, None, None, "not a JSON object"
+        return {}, "not a JSON object"
+    return data, None
+
+
+def daemon_json_settings(data):
+    """(default runtime, runtime names, `features.cdi`) of daemon.json's object.
+
+    `features.cdi` is True, False, or None when it is not set.
+    """
     default = data.get("default-runtime")
     runtimes = data.get("runtimes")
     features = data.get("features")
     cdi = features.get("cdi") if isinstance(features, dict) else None
     return (default if isinstance(default, str) else None,
             sorted(str(k) for k in runtimes) if isinstance(runtimes, dict) else None,
-            cdi if isinstance(cdi, bool) else None,
-            None)
+            cdi if isinstance(cdi, bool) else None)
+
+
+def parse_daemon_json(text):
+    """(default runtime, runtime names, `features.cdi`, error) from the text of daemon.json."""
+    data, error = load_daemon_json(text)
+    return daemon_json_settings(data) + (error,)
+
+
+def runtime_paths(runtimes):
+    """{name: executable} of the runtimes of daemon.json's or `docker info`'s `runtimes` that
+    name one (a `path`; a containerd shim named by `runtimeType` has none)."""
+    if not isinstance(runtimes, dict):
+        return {}
+    return {str(name): spec["path"] for name, spec in runtimes.items()
+            if isinstance(spec, dict) and isinstance(spec.get("path"), str) and spec["path"].strip()}
 
 
 def parse_docker_info(text):
-    """(default runtime, runtime names) from `docker info --format '{{json .}}'`."""
+    """(default runtime, runtime names, {runtime: executable}) from `docker info --format '{{json .}}'`."""
     try:
         data = json.loads(text)
     except ValueError:
-        return None, None
+        return None, None, {}
     if not isinstance(data, dict):
-        return None, None
+        return None, None, {}
     default = data.get("DefaultRuntime")
     runtimes = data.get("Runtimes")
     return (default if isinstance(default, str) and default else None,
-            sorted(str(k) for k in runtimes) if isinstance(runtimes, dict) else None)
+            sorted(str(k) for k in runtimes) if isinstance(runtimes, dict) else None,
+            runtime_paths(runtimes))
+
+
+# The PATH dockerd runs with under systemd (docker.service sets none): where it looks for a
+# runtime's executable given by a bare name.
+DOCKERD_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+# Docker's own runtimes (containerd's runc shims), which `docker info` lists on every engine.
+BUILTIN_RUNTIMES = ("runc", "io.containerd.runc.v2", "io.containerd.runtime.v1.linux")
+
+
+def find_runtime(root, path, search=DOCKERD_PATH):
+    """Where a runtime's executable is under `root`, or None: a path with a slash as given, a bare
+    name in the directories of dockerd's PATH, as dockerd looks it up."""
+    candidates = [path] if "/" in path else [os.path.join(d, path) for d in search]
+    for candidate in candidates:
+        if is_executable(under(root, candidate)):
+            return candidate
+    return None
+
+
+def runtime_executables(root, configured, reported):
+    """Each runtime daemon.json registers, and each other one `docker info` reports besides Docker's
+    own, with its executable: {runtime, path, source, found}; `found` is where the executable is,
+    None when it is missing or not executable."""
+    entries = []
+    for source, runtimes in (("/etc/docker/daemon.json", configured), ("docker info", reported)):
+        for name, path in sorted(runtimes.items()):
+            if source == "docker info" and (name in BUILTIN_RUNTIMES or name in configured):
+                continue
+            entries.append({"runtime": name, "path": path, "source": source, "found": find_runtime(root, path)})
+    return entries
 
 
 DOCKER_LOCAL_FACT = "etc/ansible/facts.d/gpuhost_docker.fact"
@@ -845,7 +906,9 @@ def recorded_docker_version(root):
 
 
 def docker_facts(root, timeout, which=None, run=run_command):
-    facts = engine_facts(root, timeout, which=which, run=run)
+    facts, configured, reported = engine_facts(root, timeout, which=which, run=run)
+    # A saved copy of a host's files holds no programs: the executables are looked for on the host itself only.
+    facts["runtime_executables"] = runtime_executables(root, configured, reported) if is_host_root(root) else None
     facts["recorded_version"] = recorded_docker_version(root)
     facts["cdi_supported"], facts["cdi_enabled"] = docker_cdi(
         facts["version"] or facts["recorded_version"], facts["configured_cdi"])
@@ -853,9 +916,11 @@ def docker_facts(root, timeout, which=None, run=run_command):
 
 
 def engine_facts(root, timeout, which=None, run=run_command):
+    """(facts, {runtime: executable} of daemon.json, {runtime: executable} of `docker info`)."""
     facts = {"installed": False, "running": None, "version": None, "default_runtime": None,
              "runtimes": None, "error": None, "configured_default_runtime": None,
              "configured_runtimes": None, "configured_cdi": None, "daemon_json_error": None}
+    configured, reported = {}, {}
 
     path = under(root, "etc/docker/daemon.json")
     if os.path.lexists(path):
@@ -863,33 +928,33 @@ def engine_facts(root, timeout, which=None, run=run_command):
         if text is None:
             facts["daemon_json_error"] = "cannot read /etc/docker/daemon.json"
         elif text.strip():
-            default, runtimes, cdi, error = parse_daemon_json(text)
-            facts["configured_default_runtime"] = default
-            facts["configured_runtimes"] = runtimes
-            facts["configured_cdi"] = cdi
+            data, error = load_daemon_json(text)
+            (facts["configured_default_runtime"], facts["configured_runtimes"],
+             facts["configured_cdi"]) = daemon_json_settings(data)
+            configured = runtime_paths(data.get("runtimes"))
             if error:
                 facts["daemon_json_error"] = "/etc/docker/daemon.json is %s" % error
 
     docker = find_program(root, "docker", which)
     facts["installed"] = bool(docker)
     if not is_host_root(root):
-        return facts
+        return facts, configured, reported
     if not docker:
         facts["running"] = False
         facts["error"] = "docker was not found"
-        return facts
+        return facts, configured, reported
     rc, out, err = run([docker, "version", "--format", "{{.Server.Version}}"], timeout)
     version = (out or "").strip()
     if rc != 0 or not version:
         facts["running"] = False
         facts["error"] = first_line(err, out) or "docker version failed (exit status %s)" % rc
-        return facts
+        return facts, configured, reported
     facts["running"] = True
     facts["version"] = version.splitlines()[0].strip()
     rc, out, _err = run([docker, "info", "--format", "{{json .}}"], timeout)
     if rc == 0:
-        facts["default_runtime"], facts["runtimes"] = parse_docker_info(out)
-    return facts
+        facts["default_runtime"], facts["runtimes"], reported = parse_docker_info(out)
+    return facts, configured, reported
 
 
 # ---------------------------------------------------------------------------
@@ -1283,6 +1348,12 @@ def find_problems(gpu):
             "for the newest)."
             % (toolkit["version"], floor, describe_fixes(toolkit["missing_fixes"]), floor, floor))
 
+    docker = gpu.get("docker") or {}
+    default_runtime = docker.get("default_runtime") or docker.get("configured_default_runtime")
+    for runtime in docker.get("runtime_executables") or []:
+        if runtime["found"] is None:
+            add("runtime_executable_missing", "error", runtime_missing_message(runtime, default_runtime))
+
     runtime_config = toolkit.get("runtime_config") or {}
     if runtime_config.get("error"):
         add("runtime_config_invalid", "warning",
@@ -1314,6 +1385,25 @@ def find_problems(gpu):
             "instead, disable MIG with nvidia-smi -i %d -mig 0 while no process uses the GPU."
             % (which, first, first))
     return findings
+
+
+def runtime_missing_message(runtime, default_runtime):
+    """Why a registered runtime whose executable is missing breaks containers, and the fix."""
+    name, path = runtime["runtime"], runtime["path"]
+    if "/" in path:
+        where = "%s, which does not exist or is not executable" % path
+    else:
+        where = "%s, which is not in any directory of dockerd's PATH (%s)" % (path, ":".join(DOCKERD_PATH))
+    who = ("every container (it is the default runtime) and every one started with --runtime=%s" % name
+           if name == default_runtime else "containers started with --runtime=%s" % name)
+    if name == "nvidia":
+        fix = ("Install the NVIDIA Container Toolkit (gpuhost provision installs it), or set "
+               "docker_daemon_nvidia_runtime_path to where nvidia-container-runtime is")
+    else:
+        fix = ("Install the runtime, or correct runtimes.%s.path in docker_daemon_options (null removes "
+               "the runtime: docker_daemon_options: {runtimes: {%s: null}})" % (name, name))
+    return ("Docker runtime \"%s\" (registered in %s) runs the executable %s: %s fail to start. %s, "
+            "then run gpuhost provision." % (name, runtime["source"], where, who, fix))
 
 
 def _sentence(text):
