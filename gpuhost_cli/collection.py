@@ -46,6 +46,10 @@ CONTROLLER_MODULES = ("host_plan", "inventory_validation", "rollout", "controlle
 #: The playbooks a collection user runs as gpuhost.gpuhost.<name>; site comes from the repository root.
 PLAYBOOKS = ("site", "boilerplate", "provision", "verify", "render")
 
+#: The ansible-core releases the collection supports (meta/runtime.yml); ansible-test reads
+#: one sanity ignore file per release.
+ANSIBLE_CORE_RELEASES = ("2.17", "2.18", "2.19")
+
 #: Plugin folders of the package, as the collection names them.
 PLUGIN_DIRS = ("modules", "module_utils", "action", "filter")
 
@@ -195,23 +199,34 @@ def stage(dest: Path, root: Path | None = None, plugins: Path | None = None, rep
     utils.mkdir(parents=True)
     for module in CONTROLLER_MODULES:
         (utils / f"{module}.py").write_text(qualify_python((paths.PACKAGE_DIR / f"{module}.py").read_text(), names))
+    _write_sanity_ignores(target)
     return target
 
 
 def _write_galaxy_yml(path: Path, repository: str | None) -> None:
-    """galaxy.yml takes its version from the package, so the wheel and the collection never disagree,
-    and the repository URL from the one who publishes it."""
+    """galaxy.yml's version must be gpuhost's own, so the wheel and the collection never disagree;
+    the repository URL is the publisher's."""
     text = path.read_text()
-    for key in ("version", "repository"):
-        if re.search(rf"^{key}:", text, re.MULTILINE):
-            raise CollectionError(f"{path}: leave out {key}; the build adds it")
-    text = text.rstrip("\n") + f"\nversion: {__version__}\n"
+    version = (yaml.safe_load(text) or {}).get("version")
+    if str(version) != __version__:
+        raise CollectionError(f"{path}: version is {version}, gpuhost is {__version__}; make them the same")
+    if re.search(r"^repository:", text, re.MULTILINE):
+        raise CollectionError(f"{path}: leave out repository; give it to the build (--repository URL)")
     if repository:
         if not re.match(r"^https?://\S+$", repository):
             raise CollectionError(f"repository {repository!r} is not a URL; give the source repository's "
                                   f"https:// address")
-        text += f"repository: {repository}\n"
+        text = text.rstrip("\n") + f"\nrepository: {repository}\n"
     path.write_text(text)
+
+
+def _write_sanity_ignores(target: Path) -> None:
+    """ansible-test's validate-modules asks every module for a GPLv3 header; gpuhost is Apache-2.0."""
+    lines = [f"plugins/modules/{module.name} validate-modules:missing-gplv3-license  # Apache-2.0, as all of gpuhost\n"
+             for module in sorted((target / "plugins" / "modules").glob("*.py"))]
+    (target / "tests" / "sanity").mkdir(parents=True, exist_ok=True)
+    for release in ANSIBLE_CORE_RELEASES:
+        (target / "tests" / "sanity" / f"ignore-{release}.txt").write_text("".join(lines))
 
 
 def _copy_tree(source: Path, target: Path, names: Names) -> None:

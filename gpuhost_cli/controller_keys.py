@@ -43,7 +43,7 @@ def run_id(pid: int | None = None) -> str:
 
 
 def _alive(name: str) -> bool:
-    pid, _, started = name[len(PREFIX):].partition("-")[2].partition("-")
+    pid, _dash, started = name[len(PREFIX):].partition("-")[2].partition("-")
     return pid.isdigit() and os.path.isdir(f"/proc/{pid}") and _start_time(int(pid)) == started
 
 

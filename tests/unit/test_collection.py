@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import py_compile
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -190,16 +191,25 @@ def test_staged_python_compiles_and_imports_only_the_collection(staged):
         assert "from gpuhost_cli" not in text, path
 
 
-def test_galaxy_yml_takes_the_package_version_and_the_repository(tmp_path, staged):
+def test_galaxy_yml_has_the_package_version_and_takes_the_repository(tmp_path, staged):
     galaxy = yaml.safe_load((staged / "galaxy.yml").read_text())
-    assert (galaxy["namespace"], galaxy["name"], galaxy["version"]) == ("gpuhost", "gpuhost", __version__)
+    assert (galaxy["namespace"], galaxy["name"], str(galaxy["version"])) == ("gpuhost", "gpuhost", __version__)
     assert "repository" not in galaxy
-    pyproject = (REPO / "pyproject.toml").read_text()
-    assert f'version = "{__version__}"' in pyproject
+    assert f'version = "{__version__}"' in (REPO / "pyproject.toml").read_text()
     target = collection.stage(tmp_path, repository="https://git.example.invalid/gpuhost")
     assert yaml.safe_load((target / "galaxy.yml").read_text())["repository"] == "https://git.example.invalid/gpuhost"
     with pytest.raises(collection.CollectionError, match="not a URL"):
         collection.stage(tmp_path, repository="gpuhost")
+
+
+def test_a_galaxy_yml_of_another_version_is_refused(tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    root.mkdir()
+    for name in ("roles", "playbooks", "site.yml", "collection"):
+        (root / name).symlink_to(REPO / name)
+    monkeypatch.setattr(collection, "__version__", "9.9.9")
+    with pytest.raises(collection.CollectionError, match="version is 0.1.0, gpuhost is 9.9.9"):
+        collection.stage(tmp_path / "out", root=root)
 
 
 def test_runtime_requires_what_the_boilerplate_checks(staged):
@@ -212,6 +222,35 @@ def test_runtime_requires_what_the_boilerplate_checks(staged):
 def test_changelog_fragments_lint_clean(staged):
     out = _run([BIN / "antsibull-changelog", "lint"], env=os.environ, cwd=staged)
     assert out.returncode == 0 and out.stdout.strip() == "", out.stdout + out.stderr
+
+
+def _pip_version_ansible_test_wants() -> str:
+    import ansible_test
+
+    text = (Path(ansible_test.__file__).parent / "_internal" / "python_requirements.py").read_text()
+    return re.search(r"pip='([0-9.]+)'", text).group(1)
+
+
+def test_ansible_test_sanity_passes(tmp_path):
+    """Every sanity test ansible-test runs for a collection, on this Python, with the pinned tool
+    versions it installs in environments of its own. Its pip bootstrap script comes from a host
+    that is not always reachable: tests/harness/ansible_test_get_pip.py stands in for it, in a
+    home folder kept under .cache/ so the environments are made once."""
+    home = REPO / ".cache" / "ansible-test-home"
+    cache = home / ".ansible" / "test" / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    shim = (REPO / "tests" / "harness" / "ansible_test_get_pip.py").read_text()
+    (cache / f"get_pip_{_pip_version_ansible_test_wants().replace('.', '_')}.py").write_text(shim)
+    target = collection.stage(tmp_path)
+    env = dict(os.environ, HOME=str(home))
+    env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "/usr/bin:/bin")])
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    out = _run([BIN / "ansible-test", "sanity", "--local", "--python", python, "--color", "no"], env, target,
+               timeout=1200)
+    report = "\n".join(line for line in (out.stdout + out.stderr).splitlines()
+                       if line.startswith(("ERROR", "FATAL", "Running sanity test")))
+    assert out.returncode == 0, report
+    assert report.count("Running sanity test") >= 20, report
 
 
 # --- Built, installed, used with no checkout ----------------------------------------------

@@ -1,44 +1,7 @@
 """Action plugin gpuhost_rollout_gate: stop a batched rollout when a batch failed.
 
-DOCUMENTATION
--------------
-module: gpuhost_rollout_gate
-short_description: Decide, between batches, whether a rollout goes on
-description:
-  - Runs on the controller only (use it with C(run_once)); it never connects to a host.
-  - Reads what each host of the play recorded so far (C(gpuhost_rollout_reached),
-    C(gpuhost_rollout_batch), C(gpuhost_rollout_done), C(docker_daemon_deferred)) and counts
-    a host that started a batch but is neither done nor deferred as failed, whether it
-    failed, was rolled back or was lost (unreachable).
-  - With I(stage=preflight), fails when the share of hosts that did not answer is above
-    I(max_fail_percentage); with I(stage=batch), when the share of failed hosts of the
-    previous batch is; also when the batch Ansible formed is not the one I(batches) asks for
-    (Ansible reads a play's C(serial) from extra vars only).
-  - With I(stage=final), never fails; C(msg) sums the rollout up, with how to finish
-    deferred hosts.
-  - The logic is in C(gpuhost_cli.rollout).
-options:
-  stage:
-    description: preflight, batch (before a batch) or final (after the last batch).
-    type: str
-    required: true
-  max_fail_percentage:
-    description: Largest share (0-100) of a batch that may fail while the rollout goes on.
-    type: int
-    default: 0
-  batches:
-    description: The batch sizes asked for (C(gpuhost_rollout_batches)), to check the batch Ansible formed.
-    type: list
-    elements: raw
-
-RETURN
-------
-batch: The number of the batch about to start (stage batch) or of the last batch.
-batch_hosts: The hosts of the batch about to start.
-failed_hosts: The hosts counted as failed in the batch checked.
-states: Each host's state (ok, failed, deferred, not_reached).
-stop: Whether the rollout stops here.
-msg: Why it stops, or what it found.
+Its documentation (options, return values) is in modules/gpuhost_rollout_gate.py, where
+ansible-doc reads it.
 """
 
 from __future__ import annotations
@@ -60,7 +23,6 @@ except ImportError:
         del sys.modules[_name]
     from gpuhost_cli import rollout
 
-DOCUMENTATION = __doc__
 
 STAGES = ("preflight", "batch", "final")
 

@@ -1,49 +1,7 @@
 """Action plugin gpuhost_validate_inventory: strict checks of a host's gpuhost variables.
 
-DOCUMENTATION
--------------
-module: gpuhost_validate_inventory
-short_description: Check the gpuhost variables of a host before anything changes
-description:
-  - Runs on the controller only; it never connects to the host and never runs a module.
-  - Looks at every variable of the host whose name starts with a role's name followed by
-    C(_) (for example C(docker_daemon_)) or with C(gpuhost_), renders it, and checks it
-    against the roles' C(meta/argument_specs.yml).
-  - Fails, naming the host, the variable, the value and the expected type, on a variable
-    no role knows (a misspelling Ansible would silently ignore), on a string where a list
-    belongs (C("a,b")), on a string or a number where a boolean belongs (C("yes")), on a
-    quoted number where an int belongs, and on a value outside an option's choices.
-  - Variables whose values fail to render (for example ones that need facts, which are
-    not gathered yet) get only their names checked, and are listed in C(unchecked).
-options:
-  spec_files:
-    description:
-      - The roles' C(meta/argument_specs.yml) files; the role is the directory two levels up.
-      - Entries may be glob patterns (C(roles/*/meta/argument_specs.yml)); each must match a file.
-    type: list
-    elements: path
-    required: true
-  internal_roles:
-    description: Roles that other roles include with their own arguments; their variables are not checked.
-    type: list
-    elements: str
-    default: [apt_source]
-notes:
-  - A host can list variables of other roles that share a gpuhost prefix (for example
-    C(docker_compose_version)) in C(gpuhost_validate_ignore_vars).
-
-EXAMPLES
---------
-- name: Validate the inventory's gpuhost variables
-  gpuhost_validate_inventory:
-    spec_files:
-      - "{{ playbook_dir }}/roles/*/meta/argument_specs.yml"
-
-RETURN
-------
-msg: "N gpuhost variables checked", or every problem, one per line, each naming the host.
-errors: The list of problems (failed runs only).
-unchecked: Variables whose values could not be rendered yet; only their names were checked.
+Its documentation (options, return values) is in modules/gpuhost_validate_inventory.py, where
+ansible-doc reads it.
 """
 
 from __future__ import annotations
@@ -66,8 +24,6 @@ except ImportError:
     for _name in [m for m in sys.modules if m == "gpuhost_cli" or m.startswith("gpuhost_cli.")]:
         del sys.modules[_name]
     from gpuhost_cli import inventory_validation
-
-DOCUMENTATION = __doc__
 
 
 class ActionModule(ActionBase):

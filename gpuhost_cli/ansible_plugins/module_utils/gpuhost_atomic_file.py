@@ -188,7 +188,7 @@ def backups_of(target: str) -> list[str]:
         match = pattern.match(name)
         if match:
             found.append((match.group(1), int(match.group(2) or 0), os.path.join(directory, name)))
-    return [path for _, _, path in sorted(found)]
+    return [path for _base, _number, path in sorted(found)]
 
 
 def rotate_backups(target: str, keep: int, protect: str | None = None) -> list[str]:

@@ -203,7 +203,7 @@ def tcp_hosts(hosts) -> list[str]:
     for entry in hosts or []:
         if not isinstance(entry, str):
             continue
-        scheme, sep, _ = entry.strip().partition("://")
+        scheme, sep, _rest = entry.strip().partition("://")
         if not (sep and scheme.lower() in ("unix", "fd")):
             found.append(entry)
     return found

@@ -310,7 +310,7 @@ def service_flags(unit_paths) -> list[tuple[str, str, str | None, str, str | Non
 def tls_verify_flag(flags) -> bool:
     """Whether the flags switch on ``--tlsverify`` (``--tlsverify=false`` does not)."""
     on = False
-    for _, name, value, _, _ in flags:
+    for _written, name, value, _where, _via in flags:
         if name == "tlsverify":
             on = value is None or value.lower() in ("1", "t", "true")
     return on
@@ -320,7 +320,7 @@ def find_conflicts(config: dict, flags) -> list[dict]:
     """Keys of ``config`` that the service also passes to dockerd as ``flags``."""
     conflicts = []
     seen = set()
-    for written, name, _, where, via in flags:
+    for written, name, _value, where, via in flags:
         for key_path in flag_keys(name):
             if not _has_key_path(config, key_path):
                 continue
@@ -346,7 +346,7 @@ def check_conflicts(config: dict, flags, path: str) -> list[str]:
             conflicts=[{k: c[k] for k in ("key", "flag", "unit_file")} for c in conflicts])
     warnings = []
     wanted = os.path.realpath(path)
-    for _, name, value, where, _ in flags:
+    for _written, name, value, where, _via in flags:
         if name == "config-file" and value and os.path.realpath(value) != wanted:
             warnings.append(f"docker_daemon: {where} starts dockerd with --config-file {value}, so changes "
                             f"to {path} do not take effect.")

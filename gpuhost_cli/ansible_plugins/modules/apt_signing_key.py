@@ -32,7 +32,7 @@ description:
     The signing key apt uses is taken to be the newest signing-capable subkey that is neither
     revoked nor expired (the one GnuPG signs with), or the primary key when there is none.
 author:
-  - gpuhost contributors
+  - gpuhost maintainers (!UNKNOWN)
 requirements:
   - gpg (GnuPG 2.2 or later) on the managed host, from the C(gnupg) package
 options:

@@ -58,7 +58,7 @@ description:
     RV(rollback_file) names it and RV(existed) says whether there was a file to
     go back to.
 author:
-  - gpuhost contributors
+  - gpuhost maintainers (!UNKNOWN)
 options:
   path:
     description:
@@ -366,7 +366,7 @@ def resolve_validate_cmd(mode, dockerd, run=run_subprocess):
                 f"(searched PATH and {', '.join(DOCKERD_SEARCH_DIRS)}).")
         return None
     try:
-        _, out, err = run([dockerd, "--help"])
+        _rc, out, err = run([dockerd, "--help"])
     except (OSError, subprocess.SubprocessError) as exc:
         if mode == "always":
             raise DaemonConfigError(
@@ -518,7 +518,8 @@ def main():
             "validate_with_dockerd": {"type": "str", "default": "auto", "choices": ["auto", "always", "never"]},
             "unit_paths": {"type": "list", "elements": "path", "default": list(DEFAULT_UNIT_PATHS)},
             "allow_insecure": {"type": "bool", "default": False},
-            "extra_keys": {"type": "list", "elements": "str", "default": []},
+            # Names of daemon.json keys, not their values: nothing secret.
+            "extra_keys": {"type": "list", "elements": "str", "default": [], "no_log": False},
         },
         supports_check_mode=True,
     )

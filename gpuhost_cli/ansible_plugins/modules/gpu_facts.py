@@ -56,7 +56,7 @@ description:
     command is missing, fails or times out; what could not be read is reported as V(null) or as
     an error text.
 author:
-  - gpuhost contributors
+  - gpuhost maintainers (!UNKNOWN)
 options:
   root:
     description:
@@ -504,7 +504,7 @@ def parse_os_release(text):
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
-        key, _, value = line.partition("=")
+        key, _equals, value = line.partition("=")
         key = key.strip()
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
             continue

@@ -21,7 +21,7 @@ description:
   - The action plugin of the same name computes the digests on the controller.
   - The logic is in C(module_utils/gpuhost_host_state.py), which lists the item kinds.
 author:
-  - gpuhost contributors
+  - gpuhost maintainers (!UNKNOWN)
 options:
   mode:
     description: V(plan) or V(record).

@@ -53,7 +53,7 @@ description:
   - O(state=query) only reports the driver, which method O(state=present) would use and which
     specification files exist.
 author:
-  - gpuhost contributors
+  - gpuhost maintainers (!UNKNOWN)
 options:
   state:
     description:
@@ -128,12 +128,12 @@ attributes:
     support: full
     platforms: posix
 notes:
-  - RV(changed) is V(true) only when a specification's bytes changed, the refresh service was started,
-    or a file was removed. O(state_file) alone may be rewritten without RV(changed), for example when
+  - C(changed) is V(true) only when a specification's bytes changed, the refresh service was started,
+    or a file was removed. O(state_file) alone may be rewritten without C(changed), for example when
     the record was missing and the regenerated specification has the same bytes as the file on disk.
   - In check mode, method V(generate) still runs C(nvidia-ctk cdi generate) into a private temporary
-    directory (removed afterwards; nothing on the host changes), so that RV(changed) and the diff tell
-    the truth. Method V(refresh-units) does not start the service in check mode; RV(changed) says
+    directory (removed afterwards; nothing on the host changes), so that C(changed) and the diff tell
+    the truth. Method V(refresh-units) does not start the service in check mode; C(changed) says
     whether a real run would. No file is written or removed in check mode.
   - Commands run with C(LC_ALL=C). C(nvidia-smi) may run 20 seconds, C(nvidia-ctk cdi generate) and
     C(systemctl start) 120 seconds.

@@ -46,7 +46,7 @@ description:
     C(0755).
   - Temporary files a killed run left next to the file are removed.
 author:
-  - gpuhost contributors
+  - gpuhost maintainers (!UNKNOWN)
 requirements:
   - tomlkit 0.9.2 or later on the managed host (Debian and Ubuntu package
     C(python3-tomlkit); the nvidia_container_toolkit role installs it).
