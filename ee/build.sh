@@ -10,7 +10,7 @@
 #                   gpuhost-ee-base/debian12:latest with ee/build-base-image.sh (debootstrap
 #                   and docker import), for machines that cannot pull an image.
 #   --collection    the gpuhost.gpuhost collection tarball to install (default: built now
-#                   with `python -m gpuhost_cli.collection build`)
+#                   from this checkout with `gpuhost collection build`)
 #   --online        the build's pip uses the base image's index (PyPI or your mirror).
 #                   Default: offline. This machine downloads the wheels the build needs
 #                   (pip download, for the base image's Python) into the build context and
@@ -91,12 +91,7 @@ if [ -z "$collection" ]; then
   [ -f "$repo/gpuhost_cli/collection.py" ] \
     || die "no --collection TARBALL, and this checkout has no gpuhost_cli/collection.py to build one"
   rm -rf "$work/collection"
-  (cd "$repo" && "$python" -m gpuhost_cli.collection build --out "$work/collection")
-  shopt -s nullglob
-  built=("$work"/collection/gpuhost-gpuhost-*.tar.gz)
-  shopt -u nullglob
-  [ "${#built[@]}" -eq 1 ] || die "expected one gpuhost-gpuhost-*.tar.gz in $work/collection, found ${#built[@]}"
-  collection="${built[0]}"
+  collection="$(cd "$repo" && "$repo/.venv/bin/gpuhost" collection build --out "$work/collection" | tail -n 1)"
 fi
 [ -f "$collection" ] || die "collection tarball $collection does not exist"
 log "collection: $collection"
@@ -151,6 +146,7 @@ fi
 
 # ---- ansible-builder ----------------------------------------------------------------------
 step ansible_builder_build
+rm -rf "$work/context"
 "$python" -m ansible_builder build --file "$definition/execution-environment.yml" \
   --context "$work/context" --container-runtime docker --build-arg EE_BASE_IMAGE="$base" \
   --tag "$tag" "${no_cache[@]}" --verbosity 2
