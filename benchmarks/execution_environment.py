@@ -145,8 +145,8 @@ def git(*args: str) -> str:
 def image_facts(tag: str) -> dict[str, Any]:
     size = run(["docker", "image", "inspect", "--format", "{{.Size}}", tag]).stdout.strip()
     inside = run(["docker", "run", "--rm", tag, "sh", "-c",
-                  "python3 -c 'import ansible, ansible_runner, jinja2, yaml, sys; "
-                  "print(ansible.__version__, ansible_runner.__version__, jinja2.__version__, yaml.__version__, "
+                  "python3 -c 'import sys; from importlib.metadata import version; "
+                  "print(*(version(p) for p in (\"ansible-core\", \"ansible-runner\", \"jinja2\", \"PyYAML\")), "
                   "sys.version.split()[0])'; "
                   "ansible-galaxy collection list gpuhost.gpuhost 2>/dev/null | awk '/^gpuhost.gpuhost/ {print $2}'"],
                  check=False).stdout.split()
