@@ -6,7 +6,8 @@ content turned into its fully qualified name, and ``build`` packs the staged tre
 ``ansible-galaxy collection build``:
 
 * roles/<role>/             the roles; ``include_role``/``import_role`` name ``gpuhost.gpuhost.<role>``
-* playbooks/                site.yml (from the repository root), provision, verify, render, boilerplate
+* playbooks/                site.yml (from the repository root), provision, verify, render, boilerplate;
+                            they import each other as sibling files
 * plugins/modules/          the host-side modules, ``gpuhost.gpuhost.<module>`` in tasks
 * plugins/module_utils/     imported as ``ansible_collections.gpuhost.gpuhost.plugins.module_utils``
 * plugins/action/, filter/  the controller plugins; filters are called ``gpuhost.gpuhost.<filter>``
@@ -127,9 +128,9 @@ def qualify_yaml(text: str, names: Names) -> str:
             line = _qualify_role_name(line, r"-\s+role", names)
             line = re.sub(rf"^(\s*-\s+)({'|'.join(sorted(names.roles))})\s*$", rf"\g<1>{FQCN}.\g<2>", line.rstrip("\n")) + (
                 "\n" if line.endswith("\n") else "")
-        line = re.sub(r"^(\s*ansible\.builtin\.import_playbook:\s*)[\"']?(?:playbooks/)?([a-z_]+)\.yml[\"']?\s*$",
-                      lambda m: f"{m.group(1)}{FQCN}.{m.group(2)}\n" if m.group(2) in names.playbooks else m.group(0),
-                      line)
+        # site.yml moves into playbooks/, beside the playbooks it imports; an import of a sibling
+        # file stays a file name, which ansible-lint (as Galaxy runs it) can follow.
+        line = re.sub(r"^(\s*ansible\.builtin\.import_playbook:\s*)playbooks/([a-z_]+\.yml)[ \t]*$", r"\g<1>\g<2>", line, flags=re.MULTILINE)
         if body.rstrip().rstrip(":") in _ROLE_INCLUDES and body.rstrip().endswith(":"):
             role_block = key_indent
         if re.match(r"^\s*roles:\s*$", line):
@@ -293,6 +294,6 @@ def _unqualified_in(node: object, names: Names, where: str = "") -> Iterable[str
                     role_name = role.get("role", role.get("name")) if isinstance(role, dict) else role
                     if not str(role_name).startswith(f"{FQCN}."):
                         yield f"{where}.roles: role {role_name}"
-            if key == "ansible.builtin.import_playbook" and not str(value).startswith(f"{FQCN}."):
-                yield f"{where}.{key}: playbook {value}"
+            if key == "ansible.builtin.import_playbook" and str(value).removesuffix(".yml") not in names.playbooks:
+                yield f"{where}.{key}: playbook {value}, not one of the collection's playbooks beside it"
             yield from _unqualified_in(value, names, f"{where}.{key}")
