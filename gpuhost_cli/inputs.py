@@ -170,12 +170,12 @@ def parse_extra_vars(specs: Iterable[str] | None) -> dict[str, Any]:
     Each is ``@file`` (a YAML or JSON mapping), a YAML or JSON mapping (``{"key": value}``),
     or ``key=value`` pairs, split and unquoted as Ansible's parse_kv does, whose unquoted
     values are read as YAML: ``n=3`` gives the int 3, ``flag=true`` a bool, ``users=[a, b]``
-    a list. An empty argument adds nothing. A later argument overrides an earlier one, key
+    a list. An empty or blank argument adds nothing. A later argument overrides an earlier one, key
     by key, as in ansible-playbook. Anything else is a UserError that says how to write it.
     """
     merged: dict[str, Any] = {}
     for spec in specs or ():
-        if not spec:
+        if not spec.strip():
             continue
         if spec.startswith("@"):
             merged.update(_load_vars_file(spec))

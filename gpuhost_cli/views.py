@@ -256,7 +256,7 @@ def changed_task_lines(changed: Mapping[str, Sequence[str]], check: bool = False
     if not groups:
         return []
     verb = "would change (check mode: nothing was changed)" if check else "changed"
-    lines: list[RenderableType] = [Text(f"Tasks that {verb}:", style="bold")]
+    lines: list[RenderableType] = [Text(""), Wrapped(f"Tasks that {verb}:", style="bold")]
     for tasks, names in groups.items():
         count = f"{len(tasks)} task{'' if len(tasks) == 1 else 's'}"
         lines.append(Wrapped(Text.assemble((", ".join(names), "bold"), f" ({count}):")))
@@ -271,12 +271,12 @@ def diff_lines(diffs: Mapping[str, Sequence[Mapping[str, Any]]], check: bool = F
     if not hosts:
         return []
     heading = "Diffs (check mode: what would change)" if check else "Diffs"
-    lines: list[RenderableType] = [Text(f"{heading}:", style="bold")]
+    lines: list[RenderableType] = [Text(""), Wrapped(f"{heading}:", style="bold")]
     for name, entries in hosts.items():
         lines.append(whole(f"{name}:", style="bold"))
         for entry in entries:
             item = f" (item {entry['item']})" if entry.get("item") is not None else ""
-            lines.append(whole(f"  task: {entry.get('task') or ''}{item}", style="italic"))
+            lines.append(Wrapped(f"task: {entry.get('task') or ''}{item}", indent="  ", style="italic"))
             lines.append(diff_text_styled(str(entry.get("diff") or "")))
     return lines
 
@@ -547,7 +547,8 @@ def facts_table(host: str, facts: Mapping[str, Any]) -> RenderableType:
                   box=box.ROUNDED, show_header=False)
     rows: list[list[Cell]] = []
     for what, value in facts_overview(facts):
-        style = "red" if value.startswith(("NOT", "not loaded", "not working", "not installed", "not answering")) else ""
+        style = "red" if value.startswith(("NOT", "not loaded", "not working", "not installed", "not answering")) \
+            or "(MISSING: " in value else ""
         rows.append([what, Text(value, style=style)])
     rows.extend([what, value] for what, value in smi_gpu_rows(facts))
     problems = facts_problems(facts)

@@ -3,6 +3,8 @@ simulated Ubuntu 24.04 host), provision, provision again, verify, facts, and the
 provides both); it is not part of the unit tests."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +15,9 @@ GPUHOST = Path(sys.executable).parent / "gpuhost"
 NAME = "gpuhost-e2e"
 
 
-def gpuhost(*args, check=True):
-    proc = subprocess.run([str(GPUHOST), *map(str, args)], capture_output=True, text=True, timeout=1800)
+def gpuhost(*args, check=True, env=None):
+    proc = subprocess.run([str(GPUHOST), *map(str, args)], capture_output=True, text=True, timeout=1800,
+                          env={**os.environ, **env} if env else None)
     if check:
         assert proc.returncode == 0, f"gpuhost {' '.join(map(str, args))}: rc={proc.returncode}\n{proc.stderr[-3000:]}"
     return proc
@@ -57,6 +60,56 @@ def test_provision_then_a_second_run_that_changes_nothing(lab):
     assert {name: host["status"] for name, host in second["rollout"]["hosts"].items()} == {
         f"{NAME}-1": "converged", f"{NAME}-2": "converged"}
     assert second["rollout"]["batches"] == []
+
+
+BIP = '{"docker_daemon_options": {"bip": "10.98.0.1/24"}}'
+BIP_LINE = '"bip": "10.98.0.1/24"'
+
+
+def daemon_json_on(host):
+    return subprocess.run(["docker", "exec", host, "cat", "/etc/docker/daemon.json"], capture_output=True,
+                          text=True, check=True, timeout=60).stdout
+
+
+def test_check_diff_with_a_json_extra_var_shows_what_would_change_and_changes_nothing(lab):
+    summary, _ = lab
+    names = [f"{NAME}-1", f"{NAME}-2"]
+    before = {name: daemon_json_on(name) for name in names}
+    data = json.loads(gpuhost("provision", "-i", summary["inventory"], "--check", "--diff", "-e", BIP,
+                              "--format", "json").stdout)
+    assert data["rc"] == 0 and data["rollout"]["check"] is True
+    for name in names:
+        host = data["hosts"][name]
+        daemon = [d for d in host["diffs"] if d["after_header"] == "/etc/docker/daemon.json"]
+        assert len(daemon) == 1, host["diffs"]
+        added = [line for line in daemon[0]["diff"].splitlines() if line.startswith("+") and BIP_LINE in line]
+        assert added, daemon[0]["diff"]
+        assert host["changed"] > 0 and daemon[0]["task"] in host["changed_tasks"]
+        assert data["rollout"]["hosts"][name]["changed_tasks"] == host["changed_tasks"]
+
+    # On a narrow terminal, as text (stdout is a pipe: no colour).
+    text = gpuhost("provision", "-i", summary["inventory"], "--check", "--diff", "-e", BIP,
+                   env={"COLUMNS": "50"}).stdout
+    assert "\x1b[" not in text
+    flat = " ".join(text.split())  # the words, wherever the narrow terminal broke the lines
+    assert "Tasks that would change (check mode: nothing was changed):" in flat
+    assert "Diffs (check mode: what would change):" in flat
+    lines = text.splitlines()
+    for name in names:
+        assert f"{name}:" in lines, text  # the heading of the host's diffs
+        # The host's changed tasks, under a line that names it (hosts with the same tasks share one).
+        assert re.search(rf"{name}[^:]* \(\d+ tasks?\):", flat), text
+        assert re.search(rf"{name} batch \d, status ok, would change \d+,", flat), text
+    assert sum(1 for line in lines if line.startswith("+") and BIP_LINE in line) == 2
+    report = [line for line in lines if line.startswith("Report: ")]
+    assert len(report) == 1 and report[0].endswith("-check.json") and Path(report[0][len("Report: "):]).is_file()
+
+    # Nothing changed: the files are as they were, and a real run without the -e has nothing to do.
+    assert {name: daemon_json_on(name) for name in names} == before
+    after = json.loads(gpuhost("provision", "-i", summary["inventory"], "--format", "json").stdout)
+    assert {name: host["changed"] for name, host in after["hosts"].items()} == {name: 0 for name in names}
+    assert {name: host["changed_tasks"] for name, host in after["hosts"].items()} == {name: [] for name in names}
+    assert all(host["diffs"] == [] for host in after["hosts"].values())
 
 
 def test_verify_passes_and_gpu_checks_are_not_applicable_without_gpus(lab):
