@@ -22,9 +22,10 @@ Steps, each timed:
 * lab_down: `gpuhost lab down`, also when a step failed.
 
 --cold measures what a fresh CI machine pays: it deletes the base image and its debootstrap
-package cache first, and builds with no layer cache (ansible-builder --no-cache) and no pip
-download cache. The lab's host image (gpuhost-test/debian12) and the shared apt cache are
-the test suite's and are reused as they are.
+package cache first, and the lab's state (its SSH key, mirror keys and stand-in mirror), and
+builds with no layer cache (ansible-builder --no-cache) and no pip download cache. The lab's
+host image (gpuhost-test/debian12) and the shared apt cache are the test suite's and are
+reused as they are.
 
 Prints a table and writes a JSON record (date, commit, machine, versions, the steps and each
 run's recap) to --json (default WORK/benchmark.json). Exits non-zero when a step fails or a
@@ -209,9 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.cold:
-            log("cold: removing the base image, the image and the debootstrap cache")
+            log("cold: removing the base image, the image, the debootstrap cache and the lab's keys and mirror")
             run(["docker", "image", "rm", "--force", args.tag, BASE_IMAGE], check=False)
             shutil.rmtree(DEBOOTSTRAP_CACHE, ignore_errors=True)
+            shutil.rmtree(state_dir, ignore_errors=True)
         timed("base_image", ["bash", "ee/build-base-image.sh", "--tag", BASE_IMAGE])
 
         timings = work / "build-timings.tsv"
