@@ -160,7 +160,8 @@ def _parse_pairs(spec: str) -> dict[str, Any]:
         try:
             pairs[key] = yaml.safe_load(raw)
         except yaml.YAMLError:
-            raise UserError(f"-e '{shown}': the value of {key} is not valid YAML; quote it: {key}='\"{raw}\"'") from None
+            raise UserError(f"-e '{shown}': the value of {key} is not valid YAML; "
+                            f"quote it: {key}='\"{raw}\"'") from None
     return pairs
 
 

@@ -68,6 +68,7 @@ def facts(
             "facts": views.facts_of(host.results.get("gpu_facts")) if host.succeeded else None,
             "error": host.error,
         }
+
     def show_tables() -> None:
         for name, host in sorted(result.model.hosts.items()):
             if host.succeeded and hosts[name]["facts"] is not None:

@@ -95,7 +95,8 @@ def test_each_registered_runtime_is_looked_for_as_dockerd_does(host):
         "which does not exist or is not executable: containers started with --runtime=crun fail to start. "
         "Install the runtime, or correct runtimes.crun.path in docker_daemon_options (null removes the runtime: "
         "docker_daemon_options: {runtimes: {crun: null}}), then run gpuhost provision.")
-    assert "youki, which is not in any directory of dockerd's PATH (/usr/local/sbin:/usr/local/bin:" in by_runtime["youki"]
+    assert "youki, which is not in any directory of dockerd's PATH (/usr/local/sbin:/usr/local/bin:" in (
+        by_runtime["youki"])
     assert "(registered in docker info)" in by_runtime["sysbox-runc"]
     assert by_runtime["crun"] in gpu["problems"]
 
@@ -125,7 +126,8 @@ def test_a_bare_name_is_found_in_the_first_directory_of_dockerds_path(host):
 
 
 def test_all_present_is_no_problem(host):
-    write(host, "etc/docker/daemon.json", json.dumps({"runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime"}}}))
+    write(host, "etc/docker/daemon.json",
+          json.dumps({"runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime"}}}))
     write(host, "usr/bin/nvidia-container-runtime", "#!/bin/sh\n", 0o755)
     gpu = gf.collect("/", which=lambda name: "/usr/bin/" + name, run=engine({"Runtimes": {"runc": {"path": "runc"}}}))
     assert gpu["docker"]["runtime_executables"] == [{"runtime": "nvidia", "path": "/usr/bin/nvidia-container-runtime",
@@ -181,7 +183,8 @@ def test_the_facts_table_names_the_runtime_and_its_path_whole(width):
 STAND_IN_DOCKER = """#!/bin/sh
 case "$1" in
   version) echo 27.5.1 ;;
-  info) echo '{"DefaultRuntime":"runc","Runtimes":{"runc":{"path":"runc"},"present":{"path":"%(present)s"},"absent":{"path":"%(absent)s"}}}' ;;
+  info) echo '{"DefaultRuntime":"runc","Runtimes":{"runc":{"path":"runc"},'\
+'"present":{"path":"%(present)s"},"absent":{"path":"%(absent)s"}}}' ;;
   *) exit 2 ;;
 esac
 """
@@ -223,6 +226,7 @@ def test_gpuhost_facts_shows_the_missing_runtime_in_the_table_and_the_json(cli, 
     lines = result.stdout.splitlines()
     assert lines[0].startswith(HOST)
     flat = " ".join(result.stdout.split())
-    assert f"absent (MISSING: {absent})" in flat and f'Docker runtime "absent" (registered in docker info) ' \
-                                                    f"runs the executable {absent}, which does not exist" in flat
+    assert f"absent (MISSING: {absent})" in flat
+    assert f'Docker runtime "absent" (registered in docker info) runs the executable {absent}, which does not exist' \
+        in flat
     assert any(str(absent) in line for line in lines)  # the path whole on a line
