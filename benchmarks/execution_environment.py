@@ -35,6 +35,7 @@ second run changed something. The figures depend on the machine and on what else
 from __future__ import annotations
 
 import argparse
+import configparser
 import json
 import os
 import shutil
@@ -84,13 +85,32 @@ def run(command: Sequence[str], log_file: Path | None = None, env: dict[str, str
     return proc
 
 
+#: The settings of the checkout's ansible.cfg a collection user copies into the project's own
+#: ansible.cfg (docs/awx.md): not its paths, the collection finds its own roles and plugins.
+PROJECT_SETTINGS = {"defaults": ("interpreter_python", "forks", "timeout"),
+                    "ssh_connection": ("pipelining", "ssh_args")}
+
+
+def project_ansible_cfg(source: Path = REPO / "ansible.cfg") -> str:
+    parser = configparser.RawConfigParser()
+    parser.read(source, encoding="utf-8")
+    lines = [f"# From {source.name} of the gpuhost checkout: the settings a project copies (docs/awx.md)."]
+    for section, keys in PROJECT_SETTINGS.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {parser.get(section, key)}" for key in keys if parser.has_option(section, key)]
+    return "\n".join(lines) + "\n"
+
+
 def private_data_dir(directory: Path, inventory: Path, ssh_key: Path) -> Path:
     """An ansible-runner private data dir for the lab: its inventory (without the key path,
-    which names a file on this machine) and its SSH key in env/ssh_key."""
+    which names a file on this machine), its SSH key in env/ssh_key, and in project/ the
+    ansible.cfg a project of the collection's users has (ansible-runner runs the playbook
+    from /runner/project)."""
     if directory.exists():
         shutil.rmtree(directory)
     (directory / "env").mkdir(parents=True)
     (directory / "project").mkdir()
+    (directory / "project" / "ansible.cfg").write_text(project_ansible_cfg(), encoding="utf-8")
     shutil.copytree(inventory, directory / "inventory")
     hosts_file = directory / "inventory" / "hosts.yml"
     hosts = yaml.safe_load(hosts_file.read_text(encoding="utf-8"))
@@ -239,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lab = json.loads(up.stdout)
         record["lab"] = {"hosts": lab["hosts"], "mirror": lab["mirror"], "apt_cache": lab["apt_cache"]}
         pdd = private_data_dir(work / "runner", Path(lab["inventory"]), state_dir / "id_ed25519")
+        record["project_ansible_cfg"] = (pdd / "project" / "ansible.cfg").read_text(encoding="utf-8")
 
         plan = [("first_run", None), ("second_run", None)]
         if not args.no_full_run:
