@@ -12,7 +12,6 @@ from gpuhost_cli.cli._common import (
     Limit,
     OutputFormat,
     check_matched,
-    console,
     finish,
     live_run,
     register_command,
@@ -125,8 +124,8 @@ def provision(
             report_path, last = rollout_report.load_last(path)
             hosts = rollout_report.resume_hosts(last)
             if not hosts:
-                console().print(f"Nothing to resume: the last rollout ({last.get('started')}) finished every host "
-                                f"it was given. {last.get('finish_deferred') or ''}".strip())
+                show(views.Wrapped(f"Nothing to resume: the last rollout ({last.get('started')}) finished every "
+                                   f"host it was given. {last.get('finish_deferred') or ''}".strip()))
                 raise typer.Exit(0)
             limit, resumed_from = ",".join(hosts), str(report_path)
         # The report is written after the run: a directory it cannot use is refused before the run.

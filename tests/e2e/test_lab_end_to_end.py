@@ -89,7 +89,7 @@ def test_check_diff_with_a_json_extra_var_shows_what_would_change_and_changes_no
 
     # On a narrow terminal, as text (stdout is a pipe: no colour).
     text = gpuhost("provision", "-i", summary["inventory"], "--check", "--diff", "-e", BIP,
-                   env={"COLUMNS": "50"}).stdout
+                   env={"COLUMNS": "40"}).stdout
     assert "\x1b[" not in text
     flat = " ".join(text.split())  # the words, wherever the narrow terminal broke the lines
     assert "Tasks that would change (check mode: nothing was changed):" in flat
@@ -139,3 +139,14 @@ def test_facts_reports_each_host(lab):
         # The lab pins no version: the newest stable toolkit of the stand-in mirror.
         assert facts["toolkit"]["version"] == "1.20.0-1"
         assert facts["docker"]["default_runtime"] == "nvidia"
+
+
+def test_facts_finds_the_executable_of_each_registered_runtime(lab):
+    summary, _ = lab
+    result = json.loads(gpuhost("facts", "-i", summary["inventory"], "--format", "json").stdout)
+    for name in (f"{NAME}-1", f"{NAME}-2"):
+        facts = result["hosts"][name]["facts"]
+        runtimes = {e["runtime"]: e for e in facts["docker"]["runtime_executables"]}
+        assert runtimes["nvidia"]["path"] == "nvidia-container-runtime"
+        assert runtimes["nvidia"]["found"] == "/usr/bin/nvidia-container-runtime"
+        assert "runtime_executable_missing" not in [f["code"] for f in facts["findings"]]
