@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_cli import write_inventory
 
 from gpuhost_cli import paths, views
 from gpuhost_cli.cli import _common
@@ -108,11 +109,8 @@ def site(tmp_path, monkeypatch):
 
 @pytest.fixture
 def inventory(tmp_path):
-    directory = tmp_path / "an-inventory-directory-with-a-long-name" / "prod"
-    directory.mkdir(parents=True)
-    (directory / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"gpu_hosts": {"hosts": {
-        HOST: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}}}))
-    return directory
+    return write_inventory(tmp_path / "an-inventory-directory-with-a-long-name" / "prod", {
+        HOST: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}})
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
+from test_cli import write_inventory
 
 from gpuhost_cli import inputs, rollout_report
 from gpuhost_cli.inputs import UserError
@@ -14,11 +14,7 @@ from gpuhost_cli.inputs import UserError
 
 @pytest.fixture
 def unreachable_inventory(tmp_path):
-    directory = tmp_path / "inv"
-    directory.mkdir()
-    (directory / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"gpu_hosts": {"hosts": {
-        "gpu1": {"ansible_host": "gpu1.invalid", "ansible_connection": "ssh"}}}}}}))
-    return directory
+    return write_inventory(tmp_path / "inv", {"gpu1": {"ansible_host": "gpu1.invalid", "ansible_connection": "ssh"}})
 
 
 @pytest.mark.parametrize(("spec", "expected"), [

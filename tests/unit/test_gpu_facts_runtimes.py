@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from plugin_loader import load_module
+from test_cli import write_inventory
 
 from gpuhost_cli import views
 from gpuhost_cli.cli import _common
@@ -199,10 +199,8 @@ def local_host(tmp_path, monkeypatch):
     absent = tmp_path / "runtimes" / "absent-runtime"
     write(bindir, "docker", STAND_IN_DOCKER % {"present": present, "absent": absent}, 0o755)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    inventory = tmp_path / "inv"
-    inventory.mkdir()
-    (inventory / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"gpu_hosts": {"hosts": {
-        HOST: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}}}))
+    inventory = write_inventory(tmp_path / "inv", {
+        HOST: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}})
     return inventory, present, absent
 
 
