@@ -47,7 +47,9 @@ images_pid=""
 if [ "$fast" -eq 0 ]; then
   ensure_docker_engine
   mkdir -p .cache/test/logs
-  bash tests/harness/build-images.sh >.cache/test/logs/build-images.log 2>&1 &
+  # ... and the execution environment's local base image (ee/build-base-image.sh), which the
+  # end-to-end test of the execution environment builds on.
+  { bash tests/harness/build-images.sh && bash ee/build-base-image.sh; } >.cache/test/logs/build-images.log 2>&1 &
   images_pid=$!
 fi
 
@@ -98,7 +100,7 @@ for scenario in $scenarios; do
 done
 echo "molecule: $passed passed, $failed failed"
 
-step "End to end: gpuhost lab up, provision (twice), verify, facts, lab down"
+step "End to end: the lab (provision, verify, facts), the collection, the execution environment"
 e2e=0
 if [ -n "$e2e_pid" ]; then
   wait "$e2e_pid" || e2e=$?
