@@ -140,6 +140,14 @@ def register_command(app: typer.Typer, command: Any, short_help: str, help_: str
     app.command(short_help=short_help, help=help_text(help_), epilog=help_text(epilog))(command)
 
 
+def command_group(app: typer.Typer, name: str, help_: str) -> typer.Typer:
+    """A group of subcommands (``gpuhost NAME ...``) under ``app``, with gpuhost's help options."""
+    group = typer.Typer(help=help_, no_args_is_help=True, rich_markup_mode=None,
+                        context_settings={"help_option_names": ["-h", "--help"]})
+    app.add_typer(group, name=name)
+    return group
+
+
 def check_matched(result: RunResult, inventory: str, limit: str | None, group: str = "gpu_hosts") -> None:
     """Exit with a clear message when the run found no host to work on."""
     model = result.model

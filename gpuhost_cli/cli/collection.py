@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from gpuhost_cli.cli._common import fail, help_text
+from gpuhost_cli.cli._common import command_group, fail, help_text
 
 BUILD_HELP = """\
 Build the collection gpuhost.gpuhost into OUT (default dist/): the roles, playbooks and
@@ -44,11 +44,9 @@ def build(
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="gpuhost as the Ansible collection gpuhost.gpuhost.", no_args_is_help=True,
-                        rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
+    group = command_group(app, "collection", "gpuhost as the Ansible collection gpuhost.gpuhost.")
     group.command(
         short_help="Build the collection's tarball.",
         help=help_text(BUILD_HELP),
         epilog=help_text(BUILD_EPILOG),
     )(build)
-    app.add_typer(group, name="collection")

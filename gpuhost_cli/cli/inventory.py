@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from gpuhost_cli.cli._common import help_text, user_errors
+from gpuhost_cli.cli._common import command_group, help_text, user_errors
 
 INIT_HELP = """\
 Write a new inventory: DIRECTORY/hosts.yml and DIRECTORY/group_vars/gpu_hosts/*.yml.
@@ -43,11 +43,9 @@ def init(
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="Start and look after inventories.", no_args_is_help=True, rich_markup_mode=None,
-                        context_settings={"help_option_names": ["-h", "--help"]})
+    group = command_group(app, "inventory", "Start and look after inventories.")
     group.command(
         short_help="Write a new inventory from the sample.",
         help=help_text(INIT_HELP),
         epilog=help_text(INIT_EPILOG),
     )(init)
-    app.add_typer(group, name="inventory")

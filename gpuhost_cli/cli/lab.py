@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from gpuhost_cli.cli._common import OutputFormat, fail, help_text, print_json
+from gpuhost_cli.cli._common import OutputFormat, command_group, fail, help_text, print_json
 from gpuhost_cli.lab.fleet import DISTROS
 
 UP_HELP = """\
@@ -146,10 +146,7 @@ def down(state_dir: StateDir = None, name: Name = "gpuhost-lab") -> None:
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="A local lab fleet: systemd hosts in containers, reached over SSH.",
-                        no_args_is_help=True, rich_markup_mode=None,
-                        context_settings={"help_option_names": ["-h", "--help"]})
+    group = command_group(app, "lab", "A local lab fleet: systemd hosts in containers, reached over SSH.")
     group.command(short_help="Start a lab fleet and write its inventory.", help=help_text(UP_HELP),
                   epilog=help_text(UP_EPILOG))(up)
     group.command(short_help="Remove the lab fleet.", help=help_text(DOWN_HELP))(down)
-    app.add_typer(group, name="lab")

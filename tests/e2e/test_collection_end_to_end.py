@@ -26,16 +26,9 @@ def _run(argv, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    state = tmp_path_factory.mktemp("lab")
-    try:
-        up = _run([BIN / "gpuhost", "lab", "up", "--hosts", "1", "--distro", "debian12", "--name", NAME,
-                   "--state-dir", state, "--format", "json"])
-        assert up.returncode == 0, up.stderr[-3000:]
-        yield json.loads(up.stdout)
-    finally:
-        down = _run([BIN / "gpuhost", "lab", "down", "--name", NAME, "--state-dir", state])
-        assert down.returncode == 0, down.stderr
+def lab(tmp_path_factory, lab_fleet):
+    with lab_fleet(NAME, tmp_path_factory.mktemp("lab")) as summary:
+        yield summary
 
 
 @pytest.fixture(scope="module")

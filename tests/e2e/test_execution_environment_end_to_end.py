@@ -42,16 +42,10 @@ def image(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def lab(tmp_path_factory, lab_fleet):
     state = tmp_path_factory.mktemp("lab")
-    try:
-        up = _run([BIN / "gpuhost", "lab", "up", "--hosts", "1", "--distro", "debian12", "--name", NAME,
-                   "--state-dir", state, "--format", "json"])
-        assert up.returncode == 0, up.stderr[-3000:]
-        yield json.loads(up.stdout), state
-    finally:
-        down = _run([BIN / "gpuhost", "lab", "down", "--name", NAME, "--state-dir", state])
-        assert down.returncode == 0, down.stderr
+    with lab_fleet(NAME, state) as summary:
+        yield summary, state
 
 
 def test_image_carries_the_collection_and_ansible_core(image):
