@@ -45,7 +45,7 @@ def installed(tmp_path_factory):
     Path(purelib, "gpuhost-test-deps.pth").write_text(f"{SITE_PACKAGES}\n", encoding="utf-8")
     # ansible-runner starts ansible and ansible-playbook from the PATH; gpuhost puts its own
     # interpreter's bin directory first, so launchers there run with the wheel's gpuhost_cli.
-    for name in ("ansible", "ansible-playbook"):
+    for name in ("ansible", "ansible-playbook", "ansible-galaxy"):
         source = (Path(sys.executable).parent / name).read_text(encoding="utf-8").splitlines()
         launcher = venv / "bin" / name
         launcher.write_text("\n".join([f"#!{python}", *source[1:]]) + "\n", encoding="utf-8")
@@ -103,3 +103,15 @@ def test_installed_gpuhost_writes_an_inventory_from_its_sample(installed):
     assert out.returncode == 0, out.stderr
     assert (tmp / "new" / "hosts.yml").is_file()
     assert (tmp / "new" / "group_vars" / "gpu_hosts" / "docker_daemon.yml").is_file()
+
+
+def test_installed_gpuhost_builds_the_collection_outside_the_checkout(installed):
+    venv, env, tmp = installed
+    out = _run([str(venv / "bin" / "gpuhost"), "collection", "build", "--out", "dist"], cwd=tmp, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    tarball = Path(out.stdout.strip())
+    assert tarball.is_file() and tarball.parent == tmp / "dist", out.stdout
+    listed = _run(["tar", "-tzf", str(tarball)], cwd=tmp, env=env).stdout.splitlines()
+    for name in ("MANIFEST.json", "playbooks/site.yml", "roles/docker_daemon/tasks/main.yml",
+                 "plugins/modules/docker_daemon_config.py", "plugins/plugin_utils/host_plan.py", "meta/runtime.yml"):
+        assert name in listed or any(entry.rstrip("/") == name for entry in listed), name
