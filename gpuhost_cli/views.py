@@ -384,6 +384,8 @@ def facts_overview(facts: Mapping[str, Any]) -> list[tuple[str, str]]:
     rows.append(("NVIDIA Container Toolkit", text))
     rows.extend(toolkit_rows(toolkit if isinstance(toolkit, Mapping) else {},
                              docker if isinstance(docker, Mapping) else {}))
+    nvswitch = _get(facts, "nvswitch", default={})
+    rows.extend(nvswitch_rows(nvswitch if isinstance(nvswitch, Mapping) else {}))
     return rows
 
 
@@ -507,9 +509,39 @@ def toolkit_rows(toolkit: Mapping[str, Any], docker: Mapping[str, Any]) -> list[
     if persistenced:
         running = "running" if _get(persistenced, "running") else "not running"
         socket = "socket present" if _get(persistenced, "socket") else "no socket"
-        rows.append(("nvidia-persistenced", f"{running}, {socket}"))
+        rows.append(("nvidia-persistenced", f"{running}, {_unit_word(persistenced)}, {socket}"))
     else:
         rows.append(("nvidia-persistenced", UNKNOWN))
+    return rows
+
+
+def _unit_word(unit: Mapping[str, Any]) -> str:
+    """A unit as gpu_facts reads it: masked, enabled, installed (not enabled) or no unit file."""
+    if _get(unit, "masked"):
+        return "unit masked"
+    if _get(unit, "enabled"):
+        return "enabled"
+    return "not enabled" if _get(unit, "installed") else "no unit file"
+
+
+def nvswitch_rows(nvswitch: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """NVSwitches on the PCI bus and NVIDIA Fabric Manager, which such systems need."""
+    if not nvswitch:
+        return [("NVSwitches", UNKNOWN)]
+    count = _get(nvswitch, "count") or 0
+    fm = _get(nvswitch, "fabricmanager", default={})
+    rows = [("NVSwitches", f"{count} (HGX/DGX: needs Fabric Manager)" if count else "none")]
+    if not fm or (not count and not _get(fm, "installed")):
+        return rows
+    if not _get(fm, "installed"):
+        text = "NOT installed" if count else "not installed"
+    else:
+        matches = {True: "matches the driver", False: "does NOT match the driver",
+                   None: "driver version unknown"}[_get(fm, "version_matches")]
+        text = (f"{_get(fm, 'package')} {_get(fm, 'version')}, "
+                f"{'running' if _get(fm, 'running') else 'not running'}, "
+                f"{_unit_word(_get(fm, 'unit', default={}))}, {matches}")
+    rows.append(("Fabric Manager", text))
     return rows
 
 

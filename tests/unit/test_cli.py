@@ -369,8 +369,22 @@ def test_facts_of_a_recorded_host(cli, local_inventory):
     assert "envvar (any container that sets NVIDIA_VISIBLE_DEVICES gets GPUs" in out
     assert "none (no CDI specification)" in out
     assert "nvidia-cdi-refresh .path not installed, .service not installed" in out
-    assert "not running, no socket" in out
+    assert "running, enabled, no socket" in out
+    assert "4 (HGX/DGX: needs Fabric Manager)" in out
+    assert "nvidia-fabricmanager-550 550.54.15-1, running, enabled, matches the driver" in out
     assert "Problems" in out
+
+
+def test_facts_of_an_nvswitch_system_with_a_mismatched_fabric_manager(cli, local_inventory):
+    result = cli("facts", "-i", local_inventory, "--root", FIXTURES / "hgx-fabricmanager-mismatch",
+                 "--format", "json")
+    assert result.exit_code == 0, result.output
+    (host,) = json.loads(result.stdout)["hosts"].values()
+    nvswitch = host["facts"]["nvswitch"]
+    assert (nvswitch["count"], nvswitch["fabricmanager"]["version_matches"]) == (4, False)
+    assert [f["code"] for f in host["facts"]["findings"]] == ["fabricmanager_version_mismatch"]
+    table = cli("facts", "-i", local_inventory, "--root", FIXTURES / "hgx-fabricmanager-mismatch").stdout
+    assert "not running, enabled, does NOT match the driver" in table
 
 
 def test_facts_json_and_problems(cli, local_inventory):
@@ -436,9 +450,9 @@ def test_facts_view_of_the_toolkit_and_cdi():
     assert rows["CDI devices"] == ("6: nvidia.com/gpu=0, nvidia.com/gpu=GPU-0a1b…0000, nvidia.com/gpu=GPU-0a1b…0001, "
                                    "nvidia.com/gpu=GPU-0a1b…0002, +2 more; Docker CDI enabled")
     assert rows["CDI refresh"] == "nvidia-cdi-refresh .path enabled, .service installed"
-    assert rows["nvidia-persistenced"] == "running, socket present"
+    assert rows["nvidia-persistenced"] == "running, no unit file, socket present"
     text = views.render_text([views.facts_table("gpu1", facts)], width=240)
-    assert "privileged-only" in text and "Docker CDI enabled" in text and "running, socket present" in text
+    assert "privileged-only" in text and "Docker CDI enabled" in text and "running, no unit file, socket present" in text
 
     facts["toolkit"]["runtime_config"] = {"present": True, "error": "config.toml does not parse: line 2", "mode": None}
     facts["toolkit"]["isolation"] = None

@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "gpu"
 ANSIBLE = REPO / ".venv" / "bin" / "ansible"
 CASES = ("no-gpu", "one-gpu-no-driver", "eight-gpus-driver", "nouveau", "mig-enabled", "smi-fails", "h200-captured",
-         "ubuntu-archive-precompiled", "ubuntu-ppa-dkms", "ubuntu-pending-reboot")
+         "ubuntu-archive-precompiled", "ubuntu-ppa-dkms", "ubuntu-pending-reboot", "hgx-fabricmanager-mismatch",
+         "hgx-persistence-off")
 CAPTURED = REPO / "tests" / "fixtures" / "gpu-captured"
 
 SMI_QUERY = ("--query-gpu=index,name,uuid,memory.total,driver_version,mig.mode.current,pci.bus_id",
@@ -44,7 +45,7 @@ NO_TOOLKIT_FILES = {
     "cdi": {"specs": [], "devices": [], "source": None, "errors": []},
     "cdi_refresh": {"path": {"installed": False, "enabled": False, "masked": False},
                     "service": {"installed": False, "enabled": False, "masked": False}},
-    "persistenced": {"running": False, "socket": False},
+    "persistenced": {"running": False, "socket": False, "installed": False, "enabled": False, "masked": False},
 }
 NO_TOOLKIT = dict({"installed": False, "version": None, "packages": {}, "security_floor": "1.17.8",
                    "below_security_floor": False, "missing_fixes": [], "isolation": None}, **NO_TOOLKIT_FILES)
@@ -172,7 +173,9 @@ def test_eight_gpus_with_driver():
                      "libnvidia-container-tools": "1.17.8-1", "libnvidia-container1": "1.17.8-1"},
         "security_floor": "1.17.8", "below_security_floor": False, "missing_fixes": [],
         # No config.toml: NVIDIA's defaults, which let any container ask for GPUs by the variable.
-        "isolation": "envvar", **NO_TOOLKIT_FILES,
+        "isolation": "envvar",
+        **dict(NO_TOOLKIT_FILES, persistenced={"running": True, "socket": False, "installed": True,
+                                               "enabled": True, "masked": False}),
     }
     docker = gpu["docker"]
     assert docker["installed"] is True
@@ -185,7 +188,7 @@ def test_eight_gpus_with_driver():
     assert (docker["cdi_supported"], docker["cdi_enabled"]) == (None, None)
 
     assert gpu["problems"] == []
-    assert gpu["summary"] == "8 GPUs (NVIDIA H100 80GB HBM3), driver 550.54.15, CUDA 12.4"
+    assert gpu["summary"] == "8 GPUs (NVIDIA H100 80GB HBM3), driver 550.54.15, CUDA 12.4, 4 NVSwitches"
 
 
 def test_nouveau():
@@ -296,8 +299,9 @@ def test_capture_script_reproduces_a_tree(tmp_path):
                     "--source-root", str(source), "--nvidia-smi", str(source / "usr/bin/nvidia-smi")],
                    check=True, capture_output=True)
     original, copy = facts("eight-gpus-driver"), gf.collect(str(tmp_path / "copy"))
-    for key in ("distribution", "pci_gpus", "driver", "toolkit", "findings", "summary"):
+    for key in ("distribution", "pci_gpus", "driver", "toolkit", "nvswitch", "findings", "summary"):
         assert copy[key] == original[key], key
+    assert copy["nvswitch"]["fabricmanager"]["running"] and copy["toolkit"]["persistenced"]["enabled"]
     assert copy["nvidia_smi"]["gpus"] == original["nvidia_smi"]["gpus"]
     assert copy["docker"]["configured_default_runtime"] == "nvidia"
     other = subprocess.run([str(tmp_path / "copy/usr/bin/nvidia-smi"), "-L"], capture_output=True, text=True)
@@ -379,7 +383,7 @@ def test_explicit_nvidia_smi_is_used_as_given():
     assert gpu["nvidia_smi"]["path"] == failing
     assert gpu["nvidia_smi"]["exit_status"] == 9
     assert codes(gpu) == ["nvidia_smi_failed"]
-    assert gpu["summary"] == "8 GPUs (NVIDIA H100 SXM5 80GB), driver 550.54.15, nvidia-smi fails"
+    assert gpu["summary"] == "8 GPUs (NVIDIA H100 SXM5 80GB), driver 550.54.15, nvidia-smi fails, 4 NVSwitches"
 
 
 def test_explicit_nvidia_smi_that_does_not_exist(tmp_path):
@@ -397,7 +401,7 @@ def test_driver_loaded_without_nvidia_smi(tmp_path):
     assert codes(gpu) == ["nvidia_smi_missing"]
     assert gpu["findings"][0]["severity"] == "warning"
     assert "apt install nvidia-smi" in gpu["problems"][0]
-    assert gpu["summary"] == "8 GPUs (NVIDIA H100 SXM5 80GB), driver 550.54.15, nvidia-smi not found"
+    assert gpu["summary"] == "8 GPUs (NVIDIA H100 SXM5 80GB), driver 550.54.15, nvidia-smi not found, 4 NVSwitches"
 
 
 def test_nvidia_smi_that_hangs_is_stopped(tmp_path):
@@ -1246,7 +1250,7 @@ def test_cdi_refresh_units(tmp_path):
     root = with_files(tmp_path, {"lib/systemd/system/nvidia-cdi-refresh.path": "[Path]\n",
                                  "usr/lib/systemd/system/nvidia-cdi-refresh.service": "[Service]\n"})
     wants = root / "etc/systemd/system/multi-user.target.wants"
-    wants.mkdir(parents=True)
+    wants.mkdir(parents=True, exist_ok=True)
     (wants / "nvidia-cdi-refresh.path").symlink_to("/lib/systemd/system/nvidia-cdi-refresh.path")
     assert gf.collect(str(root))["toolkit"]["cdi_refresh"] == {
         "path": {"installed": True, "enabled": True, "masked": False},
@@ -1258,13 +1262,16 @@ def test_cdi_refresh_units(tmp_path):
 @pytest.mark.parametrize("comm, running", [("nvidia-persiste\n", True), ("nvidia-persistenced\n", True),
                                            ("nvidia-smi\n", False), ("nvidia-persist\n", False)])
 def test_persistenced_from_proc(tmp_path, comm, running):
-    root = with_files(tmp_path, {"proc/1/comm": "systemd\n", "proc/2417/comm": comm, "proc/self-ish/comm": comm})
-    assert gf.collect(str(root))["toolkit"]["persistenced"] == {"running": running, "socket": False}
+    root = with_files(tmp_path, {"proc/1/comm": "systemd\n", "proc/2417/comm": comm, "proc/self-ish/comm": comm},
+                      case="no-gpu")
+    assert gf.collect(str(root))["toolkit"]["persistenced"] == {"running": running, "socket": False, "installed": False,
+                                                                "enabled": False, "masked": False}
 
 
 def test_persistenced_socket(tmp_path):
-    root = with_files(tmp_path, {"var/run/nvidia-persistenced/socket": ""})
-    assert gf.persistenced_facts(str(root)) == {"running": False, "socket": True}
+    root = with_files(tmp_path, {"var/run/nvidia-persistenced/socket": ""}, case="no-gpu")
+    assert gf.persistenced_facts(str(root)) == {"running": False, "socket": True, "installed": False,
+                                                "enabled": False, "masked": False}
 
 
 @pytest.mark.parametrize("version, cdi_feature, expected", [

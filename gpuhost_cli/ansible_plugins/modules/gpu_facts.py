@@ -350,8 +350,9 @@ gpu:
           (a unit file in C(lib/systemd/system), C(usr/lib/systemd/system) or C(etc/systemd/system)),
           C(enabled) (a link in C(etc/systemd/system/*.wants/)) and C(masked) (linked to C(/dev/null)).
         - C(persistenced) has C(running), true when a process under C(proc/) is C(nvidia-persistenced)
-          (the kernel shortens the name in C(/proc/<pid>/comm) to V(nvidia-persiste)), and C(socket),
-          true when C(var/run/nvidia-persistenced/socket) exists.
+          (the kernel shortens the name in C(/proc/<pid>/comm) to V(nvidia-persiste)), C(socket),
+          true when C(var/run/nvidia-persistenced/socket) exists, and C(installed), C(enabled) and
+          C(masked) of C(nvidia-persistenced.service), read as for C(cdi_refresh).
       type: dict
       sample:
         installed: true
@@ -380,7 +381,32 @@ gpu:
         cdi_refresh:
           path: {installed: true, enabled: true, masked: false}
           service: {installed: true, enabled: false, masked: false}
-        persistenced: {running: true, socket: true}
+        persistenced: {running: true, socket: true, installed: true, enabled: true, masked: false}
+    nvswitch:
+      description:
+        - NVSwitch devices and NVIDIA's Fabric Manager, which NVSwitch systems (HGX, DGX) need before
+          CUDA can use their GPUs.
+        - C(count) and C(addresses) of the NVIDIA PCI devices of class bridge (V(0x0680xx)) under
+          C(sys/bus/pci/devices): the NVSwitches.
+        - C(fabricmanager) has C(installed) (a dpkg package V(nvidia-fabricmanager-<branch>) or
+          V(nvidia-fabricmanager) in state install ok installed), C(package) and C(version) (its name and
+          Debian version), C(unit) (C(installed), C(enabled), C(masked) of C(nvidia-fabricmanager.service)),
+          C(running) (a process C(nv-fabricmanager) under C(proc/), shortened by the kernel to
+          V(nv-fabricmanage)) and C(version_matches) (the package's upstream version equals the loaded
+          driver's; V(null) when either is unknown). Reported on every host; judged only where there
+          are NVSwitches.
+      returned: always
+      type: dict
+      sample:
+        count: 4
+        addresses: ["0000:05:00.0", "0000:06:00.0", "0000:07:00.0", "0000:08:00.0"]
+        fabricmanager:
+          installed: true
+          package: nvidia-fabricmanager-550
+          version: 550.54.15-1
+          unit: {installed: true, enabled: true, masked: false}
+          running: true
+          version_matches: true
 ansible_facts:
   description: Facts set by the module.
   returned: always
@@ -414,6 +440,8 @@ from ansible.module_utils.gpuhost_toolkit_security import describe_fixes, missin
 
 NVIDIA_VENDOR = "0x10de"
 GPU_CLASS_PREFIXES = ("0x0300", "0x0302")
+# NVSwitches show on the PCI bus as NVIDIA devices of class 0x068000 (bridge, "other").
+BRIDGE_CLASS_PREFIX = "0x0680"
 
 
 # Names as in the pci.ids database (the part in brackets), for the GPUs gpuhost meets most often.
@@ -658,6 +686,27 @@ def pci_gpus(root):
             "model": model_name(device_id, pci_ids),
         })
     return gpus
+
+
+def is_nvswitch_class(pci_class):
+    return bool(pci_class) and pci_class.startswith(BRIDGE_CLASS_PREFIX)
+
+
+def pci_nvswitches(root):
+    """The PCI addresses of the NVSwitches: NVIDIA devices of class bridge (0x0680xx)."""
+    base = under(root, "sys/bus/pci/devices")
+    try:
+        entries = sorted(os.listdir(base))
+    except (OSError, ValueError):
+        return []
+    found = []
+    for address in entries:
+        device_dir = os.path.join(base, address)
+        if normalize_id(read_value(os.path.join(device_dir, "vendor"))) != NVIDIA_VENDOR:
+            continue
+        if is_nvswitch_class(normalize_id(read_value(os.path.join(device_dir, "class")))):
+            found.append(address)
+    return found
 
 
 def pci_address(bus_id):
@@ -1020,6 +1069,7 @@ PERSISTENCED = "nvidia-persistenced"
 # The kernel keeps 15 characters of a program's name in /proc/<pid>/comm.
 PERSISTENCED_COMM = PERSISTENCED[:15]
 PERSISTENCED_SOCKET = "var/run/nvidia-persistenced/socket"
+PERSISTENCED_UNIT = "nvidia-persistenced.service"
 
 _CDI_DEVICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*=[A-Za-z0-9][A-Za-z0-9._:-]*$")
 _TOML_KEY_RE = re.compile(r"^([A-Za-z0-9_-]+|\"[^\"]*\")\s*=\s*(.*)$")
@@ -1247,14 +1297,66 @@ def cdi_refresh_facts(root):
     return {unit.rsplit(".", 1)[1]: unit_facts(root, unit) for unit in CDI_REFRESH_UNITS}
 
 
-def persistenced_facts(root):
-    running = False
+def program_running(root, names):
+    """True when a process under proc/ has one of `names` in its comm."""
     for comm in glob.glob(os.path.join(glob.escape(under(root, "proc")), "[0-9]*", "comm")):
-        name = (read_text(comm, limit=256) or "").strip()
-        if name in (PERSISTENCED, PERSISTENCED_COMM):
-            running = True
-            break
-    return {"running": running, "socket": os.path.exists(under(root, PERSISTENCED_SOCKET))}
+        if (read_text(comm, limit=256) or "").strip() in names:
+            return True
+    return False
+
+
+def persistenced_facts(root):
+    facts = {"running": program_running(root, (PERSISTENCED, PERSISTENCED_COMM)),
+             "socket": os.path.exists(under(root, PERSISTENCED_SOCKET))}
+    facts.update(unit_facts(root, PERSISTENCED_UNIT))
+    return facts
+
+
+# ---------------------------------------------------------------------------
+# NVSwitches and Fabric Manager
+# ---------------------------------------------------------------------------
+
+FABRICMANAGER_UNIT = "nvidia-fabricmanager.service"
+FABRICMANAGER = "nv-fabricmanager"
+# NVIDIA's packages: nvidia-fabricmanager-<branch> (CUDA repository, Ubuntu's archive) and, from
+# branch 580 in NVIDIA's repository, nvidia-fabricmanager. Not the -dev packages.
+_FABRICMANAGER_PACKAGE_RE = re.compile(r"^nvidia-fabricmanager(?:-(\d{3,4}))?$")
+
+
+def upstream_version(debian_version):
+    """'1:550.54.15-0ubuntu1' -> '550.54.15': without epoch and Debian revision."""
+    version = (debian_version or "").strip()
+    if ":" in version:
+        version = version.split(":", 1)[1]
+    return version.rsplit("-", 1)[0] if "-" in version else version or None
+
+
+def fabricmanager_facts(root, installed, driver_version):
+    """Fabric Manager's package among `installed`, its unit and process, and whether its version
+    is the loaded driver's (it refuses to run otherwise)."""
+    names = sorted(name for name in installed if _FABRICMANAGER_PACKAGE_RE.match(name))
+    # Two branches installed at once: the one at the driver's version is the one that can run.
+    package = next((name for name in names if upstream_version(installed[name]) == driver_version),
+                   names[0] if names else None)
+    version = installed[package] if package else None
+    upstream = upstream_version(version) if version else None
+    return {
+        "installed": package is not None,
+        "package": package,
+        "version": version,
+        "unit": unit_facts(root, FABRICMANAGER_UNIT),
+        "running": program_running(root, (FABRICMANAGER, FABRICMANAGER[:15])),
+        "version_matches": (upstream == driver_version) if upstream and driver_version else None,
+    }
+
+
+def nvswitch_facts(root, installed, driver_version):
+    addresses = pci_nvswitches(root)
+    return {
+        "count": len(addresses),
+        "addresses": addresses,
+        "fabricmanager": fabricmanager_facts(root, installed, driver_version),
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -1373,6 +1475,9 @@ def find_problems(gpu):
             "--now nvidia-cdi-refresh.path, toolkit 1.18 or newer), which regenerates it after driver "
             "and toolkit upgrades." % (CDI_GPU_KIND, where))
 
+    for code, severity, message in node_service_findings(gpu):
+        add(code, severity, message)
+
     mig = [g for g in smi["gpus"] if (g["mig_mode"] or "").lower() == "enabled"]
     if mig:
         which = ", ".join("%d (%s)" % (g["index"], g["name"] or "unknown GPU") for g in mig)
@@ -1385,6 +1490,63 @@ def find_problems(gpu):
             "instead, disable MIG with nvidia-smi -i %d -mig 0 while no process uses the GPU."
             % (which, first, first))
     return findings
+
+
+def _unit_state(unit):
+    if unit.get("masked"):
+        return "masked"
+    return "enabled" if unit.get("enabled") else "not enabled"
+
+
+def node_service_findings(gpu):
+    """(code, severity, message) for Fabric Manager on NVSwitch systems and for nvidia-persistenced."""
+    driver = gpu["driver"]
+    if not driver["loaded"] or not gpu["pci_gpus"]:
+        return []
+    found = []
+    version = driver["version"]
+    branch = version.split(".", 1)[0] if version else "<branch>"
+    exact = version or "the driver's version"
+    package = "nvidia-fabricmanager-%s" % branch
+    install = ("install %s at exactly %s (apt install %s=%s-<revision>; apt-cache policy %s lists them, "
+               "from the repository the driver came from)" % (package, exact, package, exact, package))
+    start = ("systemctl enable --now nvidia-fabricmanager (gpuhost provision does this with "
+             "nvidia_container_toolkit_fabricmanager: true)")
+    nvswitch = gpu.get("nvswitch") or {}
+    fm = nvswitch.get("fabricmanager") or {}
+    count = nvswitch.get("count") or 0
+    if count:
+        switches = "%d NVSwitch%s" % (count, "" if count == 1 else "es")
+        consequence = ("until it runs, CUDA fails with \"system not yet initialized\" and containers "
+                       "cannot use the GPUs")
+        if not fm.get("installed"):
+            found.append(("fabricmanager_missing", "error",
+                          "%s found on the PCI bus (an HGX or DGX system), but NVIDIA Fabric Manager is not "
+                          "installed: %s. Fix: %s, then %s."
+                          % (switches, consequence, install, start)))
+        elif fm.get("version_matches") is False:
+            found.append(("fabricmanager_version_mismatch", "error",
+                          "NVIDIA Fabric Manager %s %s does not match the loaded driver %s on this system "
+                          "with %s: Fabric Manager refuses to start with another driver version, and %s. "
+                          "Fix: %s, then systemctl restart nvidia-fabricmanager."
+                          % (fm["package"], fm["version"], version, switches, consequence, install)))
+        elif not fm.get("running"):
+            found.append(("fabricmanager_not_running", "error",
+                          "NVIDIA Fabric Manager %s %s is installed but not running (nvidia-fabricmanager.service "
+                          "is %s) on this system with %s: %s. Fix: %s; journalctl -u nvidia-fabricmanager "
+                          "tells why it stopped."
+                          % (fm["package"], fm["version"], _unit_state(fm.get("unit") or {}), switches,
+                             consequence, start)))
+    persistenced = (gpu.get("toolkit") or {}).get("persistenced") or {}
+    if persistenced.get("installed") and not persistenced.get("running"):
+        found.append(("persistenced_not_running", "warning",
+                      "nvidia-persistenced is installed but not running (nvidia-persistenced.service is %s), "
+                      "so persistence mode is off: the driver tears the GPUs down whenever no process uses "
+                      "them and sets them up again for the next container, which delays every start (seconds "
+                      "on machines with many GPUs) and loses GPU settings between jobs. Fix: systemctl enable "
+                      "--now nvidia-persistenced (gpuhost provision does this with "
+                      "nvidia_container_toolkit_persistenced: true)." % _unit_state(persistenced)))
+    return found
 
 
 def runtime_missing_message(runtime, default_runtime):
@@ -1443,6 +1605,9 @@ def make_summary(gpu):
         parts.append("CUDA %s" % smi["cuda_version"])
     if driver["loaded"] and not smi["available"]:
         parts.append("nvidia-smi fails" if smi["path"] else "nvidia-smi not found")
+    switches = (gpu.get("nvswitch") or {}).get("count") or 0
+    if switches:
+        parts.append("%d NVSwitch%s" % (switches, "" if switches == 1 else "es"))
     mig = [g for g in smi["gpus"] if (g["mig_mode"] or "").lower() == "enabled"]
     if mig:
         parts.append("MIG enabled on %d of %d" % (len(mig), len(smi["gpus"])))
@@ -1467,6 +1632,7 @@ def collect(root="/", nvidia_smi=None, timeout=20, which=None, run=run_command):
     gpu["nvidia_smi"] = nvidia_smi_facts(smi_path, timeout, run=run)
     gpu["docker"] = docker_facts(root, timeout, which=which, run=run)
     gpu["toolkit"] = toolkit_facts(root, installed, timeout, run=run)
+    gpu["nvswitch"] = nvswitch_facts(root, installed, gpu["driver"]["version"])
     findings = find_problems(gpu)
     gpu["findings"] = findings
     gpu["problems"] = [f["message"] for f in findings]
