@@ -1108,3 +1108,29 @@ def test_docker_daemon_and_docker_users_items():
     assert role_state_items("docker_users", "debian12", docker_users=["alice", "bob"]) == [
         {"group": "docker", "members": ["alice", "bob"]}]
     assert role_state_items("docker_users", "debian12", docker_users_group="gpu") == [{"group": "gpu", "members": []}]
+
+
+@pytest.mark.parametrize("persistenced, fabricmanager, units", [
+    (False, False, None),
+    (True, False, ["nvidia-persistenced.service"]),
+    (False, True, ["nvidia-fabricmanager.service"]),
+    (True, True, ["nvidia-persistenced.service", "nvidia-fabricmanager.service"]),
+])
+def test_toolkit_items_watch_the_gpu_node_services_asked_for(persistenced, fabricmanager, units):
+    items = role_state_items("nvidia_container_toolkit", "debian12",
+                             nvidia_container_toolkit_persistenced=persistenced,
+                             nvidia_container_toolkit_fabricmanager=fabricmanager)
+    watched = [item for item in items if "unit" in item and item.get("active")]
+    assert watched == ([{"unit": units, "active": True}] if units else [])
+
+
+def test_a_stopped_gpu_node_service_is_drift(host):
+    item = {"unit": ["nvidia-persistenced.service", "nvidia-fabricmanager.service"], "active": True}
+    host.units["nvidia-persistenced.service"] = ("active", "enabled")
+    host.units["nvidia-fabricmanager.service"] = ("active", "enabled")
+    converged = host.reader().read(item)
+    assert converged == ("nvidia-persistenced.service active=active file=enabled; "
+                         "nvidia-fabricmanager.service active=active file=enabled")
+    host.units["nvidia-fabricmanager.service"] = ("failed", "enabled")
+    assert host.reader().read(item) != converged
+    assert "nvidia-fabricmanager.service active=failed" in host.reader().read(item)
