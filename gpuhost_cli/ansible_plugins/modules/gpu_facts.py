@@ -387,7 +387,7 @@ gpu:
         - NVSwitch devices and NVIDIA's Fabric Manager, which NVSwitch systems (HGX, DGX) need before
           CUDA can use their GPUs.
         - C(count) and C(addresses) of the NVIDIA PCI devices of class bridge (V(0x0680xx)) under
-          C(sys/bus/pci/devices): the NVSwitches.
+          C(sys/bus/pci/devices), which are the NVSwitches.
         - C(fabricmanager) has C(installed) (a dpkg package V(nvidia-fabricmanager-<branch>) or
           V(nvidia-fabricmanager) in state install ok installed), C(package) and C(version) (its name and
           Debian version), C(unit) (C(installed), C(enabled), C(masked) of C(nvidia-fabricmanager.service)),
