@@ -662,19 +662,25 @@ def driver_of(device_dir):
     return name or None
 
 
-def pci_gpus(root):
+def nvidia_pci_devices(root):
+    """(address, sysfs directory, class) of each NVIDIA device on the PCI bus, by address."""
     base = under(root, "sys/bus/pci/devices")
     try:
         entries = sorted(os.listdir(base))
     except (OSError, ValueError):
         return []
-    pci_ids = PciIds(root)
-    gpus = []
+    found = []
     for address in entries:
         device_dir = os.path.join(base, address)
-        if normalize_id(read_value(os.path.join(device_dir, "vendor"))) != NVIDIA_VENDOR:
-            continue
-        pci_class = normalize_id(read_value(os.path.join(device_dir, "class")))
+        if normalize_id(read_value(os.path.join(device_dir, "vendor"))) == NVIDIA_VENDOR:
+            found.append((address, device_dir, normalize_id(read_value(os.path.join(device_dir, "class")))))
+    return found
+
+
+def pci_gpus(root):
+    pci_ids = PciIds(root)
+    gpus = []
+    for address, device_dir, pci_class in nvidia_pci_devices(root):
         if not is_gpu_class(pci_class):
             continue
         device_id = normalize_id(read_value(os.path.join(device_dir, "device")))
@@ -694,19 +700,7 @@ def is_nvswitch_class(pci_class):
 
 def pci_nvswitches(root):
     """The PCI addresses of the NVSwitches: NVIDIA devices of class bridge (0x0680xx)."""
-    base = under(root, "sys/bus/pci/devices")
-    try:
-        entries = sorted(os.listdir(base))
-    except (OSError, ValueError):
-        return []
-    found = []
-    for address in entries:
-        device_dir = os.path.join(base, address)
-        if normalize_id(read_value(os.path.join(device_dir, "vendor"))) != NVIDIA_VENDOR:
-            continue
-        if is_nvswitch_class(normalize_id(read_value(os.path.join(device_dir, "class")))):
-            found.append(address)
-    return found
+    return [address for address, _device_dir, pci_class in nvidia_pci_devices(root) if is_nvswitch_class(pci_class)]
 
 
 def pci_address(bus_id):
