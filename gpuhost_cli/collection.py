@@ -71,11 +71,6 @@ class Names:
     playbooks: frozenset[str]
 
 
-def collection_sources() -> Path:
-    """The repository's collection/ folder: galaxy.yml, meta/runtime.yml, README.md, changelogs/."""
-    return paths.project_root() / "collection"
-
-
 def own_names(root: Path | None = None, plugins: Path | None = None) -> Names:
     """List gpuhost's modules (and action plugins), roles and filters by reading their folders."""
     root = root or paths.project_root()
@@ -123,11 +118,10 @@ def qualify_yaml(text: str, names: Names) -> str:
         if filters:
             line = re.sub(rf"\|(\s*)({filters})\b(?!\.)", rf"|\g<1>{FQCN}.\g<2>", line)
         if role_block is not None:
-            line = _qualify_role_name(line, r"name", names)
+            line = _qualify_role_name(line, r"name:\s*", names)
         if in_roles_list is not None:
-            line = _qualify_role_name(line, r"-\s+role", names)
-            line = re.sub(rf"^(\s*-\s+)({'|'.join(sorted(names.roles))})\s*$", rf"\g<1>{FQCN}.\g<2>", line.rstrip("\n")) + (
-                "\n" if line.endswith("\n") else "")
+            # "- role: name" or "- name"
+            line = _qualify_role_name(line, r"-\s+(?:role:\s*)?", names)
         # site.yml moves into playbooks/, beside the playbooks it imports; an import of a sibling
         # file stays a file name, which ansible-lint (as Galaxy runs it) can follow.
         line = re.sub(r"^(\s*ansible\.builtin\.import_playbook:\s*)playbooks/([a-z_]+\.yml)[ \t]*$", r"\g<1>\g<2>", line, flags=re.MULTILINE)
@@ -139,8 +133,10 @@ def qualify_yaml(text: str, names: Names) -> str:
     return "".join(out)
 
 
-def _qualify_role_name(line: str, key: str, names: Names) -> str:
-    match = re.match(rf"^(\s*{key}:\s*)([\"']?)(.+?)\2\s*$", line.rstrip("\n"))
+def _qualify_role_name(line: str, lead: str, names: Names) -> str:
+    """Qualify the role a line names after ``lead`` (a pattern), when it is one of gpuhost's or
+    a Jinja expression that chooses one."""
+    match = re.match(rf"^(\s*{lead})([\"']?)(.+?)\2\s*$", line.rstrip("\n"))
     if not match:
         return line
     prefix, quote, value = match.groups()
