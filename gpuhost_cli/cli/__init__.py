@@ -17,7 +17,7 @@ import typer
 from gpuhost_cli import __version__
 from gpuhost_cli.cli._common import help_text
 
-COMMANDS: tuple[str, ...] = ("provision", "facts", "verify", "render", "inventory", "collection", "lab")
+COMMANDS: tuple[str, ...] = ("provision", "facts", "verify", "render", "inventory", "bundle", "collection", "lab")
 
 HELP = """\
 Turn Debian and Ubuntu machines with NVIDIA GPUs into GPU container hosts.
