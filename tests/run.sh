@@ -57,8 +57,11 @@ step "Lint: yamllint and ansible-lint (production profile)"
 yamllint --strict .
 ansible-lint
 
-step "Unit tests (pytest)"
-pytest
+# Two workers, each test file on one of them: a file's module fixtures (the collection built
+# and installed, the wheel in its own virtual environment) are made once, and the slow files
+# (ansible-test sanity, galaxy-importer, the nested ansible-playbook runs) overlap.
+step "Unit tests (pytest, two workers)"
+pytest -n "${GPUHOST_PYTEST_WORKERS:-2}" --dist loadfile
 
 if [ "$fast" -eq 1 ]; then
   report_timings
