@@ -323,14 +323,18 @@ class Resolver:
             base_status = self.default_base_status(root, sources)
         env = self._setup(root, sources, base_status)
         signers = self.update(env, sources, root)
+        installed = installed_packages(base_status.read_text(encoding="utf-8", errors="replace"))
         by_file: dict[str, Download] = {}
         for package_set in plan.package_sets:
-            args = ["install", "-y", "--allow-downgrades", "--allow-change-held-packages", *package_set]
-            what = f"{plan.release}: work out the packages of {' '.join(package_set)}"
+            wanted = install_arguments(package_set, installed)
+            if not wanted:
+                continue
+            args = ["install", "-y", "--allow-downgrades", "--allow-change-held-packages", *wanted]
+            what = f"{plan.release}: work out the packages of {' '.join(wanted)}"
             for download_ in _print_uris(self._apt(env, ["--print-uris", *args], what), sources, self.architecture):
                 by_file.setdefault(download_.filename, download_)
             if download:
-                self._apt(env, ["--download-only", *args], f"{plan.release}: download {' '.join(package_set)}")
+                self._apt(env, ["--download-only", *args], f"{plan.release}: download {' '.join(wanted)}")
         hashes = self.index_hashes(env, list(by_file.values()))
         archives = root / "cache" / "archives"
         downloads = []
@@ -355,13 +359,32 @@ def _run(argv: list[str], env: Mapping[str, str], what: str) -> str:
     return done.stdout
 
 
-_STATUS_FIELDS = ("Package", "Architecture", "Multi-Arch", "Version", "Provides", "Depends", "Pre-Depends",
-                  "Breaks", "Conflicts", "Replaces", "Essential", "Priority", "Section")
+#: Fields of an index record that describe the download, not the installed package.
+_DOWNLOAD_FIELDS = frozenset({"Filename", "Size", "MD5sum", "SHA1", "SHA256", "SHA512", "Description-md5"})
+
+
+def installed_packages(status: str) -> set[str]:
+    """The names of the packages a dpkg status file has installed."""
+    return {stanza["Package"] for stanza in deb822_stanzas(status)
+            if stanza.get("Status", "").split()[-1:] == ["installed"]}
+
+
+def install_arguments(package_set: Iterable[str], installed: set[str]) -> list[str]:
+    """The apt-get install arguments for a role's package list on a host with ``installed``.
+
+    The roles install with ansible.builtin.apt state=present, which leaves a package that is
+    installed as it is unless a version is pinned (name=version); ``apt-get install name``
+    would upgrade it. So a name without a pin that the base system has is left out.
+    """
+    return [p for p in package_set if "=" in p or p not in installed]
 
 
 def _status_stanza(stanza: Mapping[str, str]) -> str:
+    """An index record as dpkg's status has it once installed: every field of the package
+    (apt tells versions apart by them, not by the version string alone), none of the download."""
     lines = [f"Package: {stanza['Package']}", "Status: install ok installed"]
-    lines += [f"{key}: {stanza[key]}" for key in _STATUS_FIELDS[1:] if key in stanza]
+    lines += [f"{key}: {value}" for key, value in stanza.items()
+              if key not in _DOWNLOAD_FIELDS and key not in ("Package", "Status")]
     return "\n".join(lines) + "\n"
 
 

@@ -49,7 +49,7 @@ def _check_file(directory: Path, relative: str, sha256: str, size: int) -> str |
     except FileNotFoundError:
         return f"{relative}: missing"
     if actual < size:
-        return f"{relative}: truncated ({actual} bytes, the manifest says {size})"
+        return f"{relative}: {actual} bytes, the manifest says {size} (truncated or replaced)"
     if actual != size:
         return f"{relative}: {actual} bytes, the manifest says {size} (changed or replaced)"
     if _sha256(path) != sha256:
