@@ -38,12 +38,13 @@ STATUS_STYLE = {
     "failed": "bold red",
     "unreachable": "bold red",
     "not_applicable": "dim",
+    "warning": "yellow",
     "not_reached": "dim",
     "converged": "green",
 }
 SEVERITY_STYLE = {"error": "red", "warning": "yellow", "info": "cyan"}
 DIFF_STYLE = (("+++", "bold"), ("---", "bold"), ("+", "green"), ("-", "red"), ("@@", "cyan"), ("\\", "dim"))
-CHECK_WORDS = {"passed": "passed", "failed": "FAILED", "not_applicable": "n/a"}
+CHECK_WORDS = {"passed": "passed", "warning": "warning", "failed": "FAILED", "not_applicable": "n/a"}
 
 
 # ---- Small helpers ----------------------------------------------------------------------
@@ -372,6 +373,10 @@ def facts_overview(facts: Mapping[str, Any]) -> list[tuple[str, str]]:
     default_runtime = _get(docker, "default_runtime") or _get(docker, "configured_default_runtime")
     rows.append(("Default runtime", str(default_runtime) if default_runtime else UNKNOWN))
     rows.append(("Runtimes", runtimes_text(docker if isinstance(docker, Mapping) else {})))
+    mirrors = _get(docker, "registry_mirrors")
+    if isinstance(mirrors, list):
+        # What dockerd uses (docker info), whatever set it; `gpuhost verify` asks each one.
+        rows.append(("Registry mirrors", ", ".join(str(m) for m in mirrors) or "none"))
 
     toolkit = _get(facts, "toolkit", default={})
     tk_version = _get(toolkit, "version")
@@ -621,7 +626,7 @@ def verify_checks(host: HostRun) -> list[dict[str, str]]:
 
 
 def verify_table(model: RunModel, title: str = "gpuhost verify") -> RenderableType:
-    """Checks down, hosts across; then every failure with its detail."""
+    """Checks down, hosts across; then every failure and every warning with its detail."""
     hosts = sorted(model.hosts)
     checks_by_host = {name: {c["name"]: c for c in verify_checks(model.hosts[name])} for name in hosts}
     names: list[str] = []
@@ -650,6 +655,8 @@ def verify_table(model: RunModel, title: str = "gpuhost verify") -> RenderableTy
         failed = [c for c in checks_by_host[name].values() if c["status"] == "failed"]
         for check in failed:
             lines.append(Text(f"{name}: {check['name']}: {check['detail']}", style="red"))
+        for check in [c for c in checks_by_host[name].values() if c["status"] == "warning"]:
+            lines.append(Text(f"{name}: warning: {check['name']}: {check['detail']}", style="yellow"))
         if not checks_by_host[name] and not host.succeeded:
             lines.append(Text(f"{name}: {host_error_text(host)}", style="red"))
     return Group(*lines)
@@ -660,8 +667,10 @@ def verify_hosts_json(model: RunModel) -> dict[str, Any]:
     for name, host in sorted(model.hosts.items()):
         checks = verify_checks(host)
         failed = [c for c in checks if c["status"] == "failed"]
+        # A warning (a registry mirror that does not answer, by default) does not fail the host.
         out[name] = {
             "status": "passed" if host.succeeded and not failed and checks else "failed",
+            "warnings": [c["name"] for c in checks if c["status"] == "warning"],
             "checks": checks,
             "error": host.error,
         }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -252,3 +253,66 @@ def test_an_isolated_host_runs_the_cdi_container_and_not_the_envvar_ones(verify,
     assert checks[CDI]["status"] == "passed"
     runs = [line for line in log.read_text(encoding="utf-8").splitlines() if line.startswith("run ")]
     assert len(runs) == 1 and "nvidia.com/gpu=all" in runs[0]
+
+
+# ---- Registry mirrors ----------------------------------------------------------------------
+
+MIRROR_NAME = "registry mirror {}"
+
+
+def mirrors_json(*urls):
+    return json.dumps(list(urls))
+
+
+def test_a_dead_mirror_is_a_warning_that_does_not_fail_the_host(verify, monkeypatch):
+    from registry_servers import closed_port
+
+    dead = f"http://127.0.0.1:{closed_port()}/"
+    monkeypatch.setenv("FAKE_DOCKER_MIRRORS", mirrors_json(dead))
+    result, host, checks = verify("no-gpu")
+    assert result.rc == 0, result.stdout[-2000:]
+    assert host.succeeded
+    check = checks[MIRROR_NAME.format(dead)]
+    assert check["status"] == "warning"
+    assert check["detail"].startswith(f"{dead} is dead: connection refused. Docker skips it")
+    text = views.render_text([views.verify_table(result.model)])
+    assert re.search(rf"registry mirror {re.escape(dead)}\s+warning", text), text
+    assert f"node: warning: registry mirror {dead}: {dead} is dead: connection refused" in " ".join(text.split())
+    report = views.verify_hosts_json(result.model)["node"]
+    assert report["status"] == "passed"
+    assert report["warnings"] == [MIRROR_NAME.format(dead)]
+
+
+def test_with_mirrors_required_a_bad_mirror_fails_the_host(verify, monkeypatch):
+    from registry_servers import REGISTRY_HEADERS, serve
+
+    with serve(401, REGISTRY_HEADERS) as good_port, serve(404, {}) as apt_port:
+        good, apt = f"http://127.0.0.1:{good_port}/", f"http://127.0.0.1:{apt_port}/"
+        monkeypatch.setenv("FAKE_DOCKER_MIRRORS", mirrors_json(good, apt))
+        result, host, checks = verify("no-gpu", gpuhost_verify_mirrors_required=True)
+    assert result.rc != 0
+    assert not host.succeeded
+    assert checks[MIRROR_NAME.format(good)]["status"] == "passed"
+    assert checks[MIRROR_NAME.format(good)]["detail"] == (
+        f"{good} answers as a registry: HTTP 401 with Docker-Distribution-API-Version: registry/2.0")
+    assert checks[MIRROR_NAME.format(apt)]["status"] == "failed"
+    assert "is not a registry: answered HTTP 404 without Docker-Distribution-API-Version" in \
+        checks[MIRROR_NAME.format(apt)]["detail"]
+    assert f"failed 1 of {len(checks)} checks: registry mirror {apt}" in " ".join(host.error.split())
+    report = views.verify_hosts_json(result.model)["node"]
+    assert report["status"] == "failed"
+    assert report["warnings"] == []
+
+
+def test_the_mirror_probe_goes_through_the_inventorys_proxy(verify, monkeypatch):
+    from registry_servers import REGISTRY_HEADERS, serve
+
+    seen = []
+    mirror = "http://registry-mirror.gpuhost.invalid:5000/"
+    monkeypatch.setenv("FAKE_DOCKER_MIRRORS", mirrors_json(mirror))
+    with serve(200, REGISTRY_HEADERS, seen=seen) as proxy_port:
+        result, host, checks = verify("no-gpu", gpuhost_proxy_http=f"http://127.0.0.1:{proxy_port}")
+    assert result.rc == 0, result.stdout[-2000:]
+    assert checks[MIRROR_NAME.format(mirror)]["status"] == "passed"
+    assert checks[MIRROR_NAME.format(mirror)]["detail"].endswith(f"(through the proxy http://127.0.0.1:{proxy_port})")
+    assert seen == ["GET http://registry-mirror.gpuhost.invalid:5000/v2/ HTTP/1.1"]

@@ -16,6 +16,13 @@
     nvidia.com/gpu=all`` (Docker 25.0 to 28.1), by the rule of
     ``module_utils/gpuhost_docker_cdi.py``, and what to tell or refuse.
 
+``docker_daemon_registry_ca_problems(entries)``
+    The preflight of docker_daemon_registry_ca_certs (``module_utils/gpuhost_registry_ca.py``):
+    each registry a ``host[:port]``, each cert PEM text of certificates OpenSSL reads.
+
+``docker_daemon_registry_ca_files(entries, certs_dir)``
+    The files those entries write, as items of the converged-host plan.
+
 ``docker_daemon_settings_problems(settings, allow_insecure, extra_keys, origins)``
     The role's preflight: the daemon.json rules of ``module_utils/gpuhost_daemon_schema.py``
     (the module's own code) run on the controller against the settings of the inventory.
@@ -37,6 +44,7 @@ if _MODULE_UTILS not in ansible.module_utils.__path__:
 from ansible.module_utils.gpuhost_daemon_json import merge_settings  # noqa: E402
 from ansible.module_utils.gpuhost_daemon_schema import check_config, live_restore_unsafe  # noqa: E402
 from ansible.module_utils import gpuhost_docker_cdi as cdi  # noqa: E402
+from ansible.module_utils.gpuhost_registry_ca import ca_cert_path, ca_cert_problems  # noqa: E402
 
 
 def _mirror(url: str) -> str:
@@ -204,6 +212,16 @@ def docker_daemon_settings_problems(settings: dict[str, Any], allow_insecure: bo
     return {"errors": errors, "warnings": warnings}
 
 
+def docker_daemon_registry_ca_problems(entries: Any) -> list[str]:
+    """The problems of docker_daemon_registry_ca_certs, each with the entry and the fix."""
+    return ca_cert_problems(entries)
+
+
+def docker_daemon_registry_ca_files(entries: Any, certs_dir: str) -> list[dict[str, Any]]:
+    """The converged-host plan's items for the CA files the role writes (their bytes, mode, owner)."""
+    return [{"file": ca_cert_path(entry["registry"], certs_dir), "attrs": True} for entry in entries or []]
+
+
 class FilterModule:
     """gpuhost's docker_daemon filters."""
 
@@ -213,4 +231,6 @@ class FilterModule:
             "docker_daemon_drift": docker_daemon_drift,
             "docker_daemon_restart_plan": docker_daemon_restart_plan,
             "docker_daemon_settings_problems": docker_daemon_settings_problems,
+            "docker_daemon_registry_ca_problems": docker_daemon_registry_ca_problems,
+            "docker_daemon_registry_ca_files": docker_daemon_registry_ca_files,
         }

@@ -279,6 +279,9 @@ gpu:
           (C(runtime), C(path), C(source), C(found)). C(found) is where that executable is, V(null) when
           it is missing or not executable (a problem). A C(path) with a slash is taken as given, a bare
           name is looked up in the directories of dockerd's PATH under systemd, as dockerd looks it up.
+        - C(registry_mirrors) are the registry mirrors the running engine uses (C(RegistryConfig.Mirrors)
+          of C(docker info), each with a trailing slash), whatever set them (daemon.json or a
+          C(--registry-mirror) flag); V(null) when the engine was not asked.
         - The engine is only queried when O(root) is C(/); otherwise C(version), C(running),
           C(default_runtime), C(runtimes) and C(runtime_executables) are V(null).
       type: dict
@@ -293,6 +296,7 @@ gpu:
         configured_runtimes: [nvidia]
         configured_cdi: null
         daemon_json_error: null
+        registry_mirrors: [https://mirror.example.com/]
         runtime_executables:
           - runtime: nvidia
             path: nvidia-container-runtime
@@ -904,6 +908,19 @@ def parse_docker_info(text):
             runtime_paths(runtimes))
 
 
+def parse_registry_mirrors(text):
+    """The registry mirrors dockerd runs with (RegistryConfig.Mirrors of `docker info`), or None."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    config = data.get("RegistryConfig") if isinstance(data, dict) else None
+    mirrors = config.get("Mirrors") if isinstance(config, dict) else None
+    if mirrors is None and isinstance(config, dict):
+        return []
+    return [str(m) for m in mirrors] if isinstance(mirrors, list) else None
+
+
 # The PATH dockerd runs with under systemd (docker.service sets none): where it looks for a
 # runtime's executable given by a bare name.
 DOCKERD_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
@@ -962,7 +979,8 @@ def engine_facts(root, timeout, which=None, run=run_command):
     """(facts, {runtime: executable} of daemon.json, {runtime: executable} of `docker info`)."""
     facts = {"installed": False, "running": None, "version": None, "default_runtime": None,
              "runtimes": None, "error": None, "configured_default_runtime": None,
-             "configured_runtimes": None, "configured_cdi": None, "daemon_json_error": None}
+             "configured_runtimes": None, "configured_cdi": None, "daemon_json_error": None,
+             "registry_mirrors": None}
     configured, reported = {}, {}
 
     path = under(root, "etc/docker/daemon.json")
@@ -997,6 +1015,7 @@ def engine_facts(root, timeout, which=None, run=run_command):
     rc, out, _err = run([docker, "info", "--format", "{{json .}}"], timeout)
     if rc == 0:
         facts["default_runtime"], facts["runtimes"], reported = parse_docker_info(out)
+        facts["registry_mirrors"] = parse_registry_mirrors(out)
     return facts, configured, reported
 
 
