@@ -151,7 +151,7 @@ def test_misspelled_variable_gets_a_suggestion():
     error = only_error({"docker_daemon_registry_mirror": ["https://mirror.example.com"]})
     assert error == (
         "host gpu1: unknown variable 'docker_daemon_registry_mirror'; "
-        "did you mean 'docker_daemon_registry_mirrors'? "
+        "did you mean 'docker_daemon_registry_mirrors' or 'docker_daemon_registry_ca_certs'? "
         "(a misspelled variable is otherwise silently ignored)"
     )
 
@@ -510,7 +510,7 @@ def _assert_stopped_before_connecting(output):
               - https://mirror.example.com
             """,
             ["host gpu1: unknown variable 'docker_daemon_registry_mirror'",
-             "did you mean 'docker_daemon_registry_mirrors'?"],
+             "did you mean 'docker_daemon_registry_mirrors'"],
             id="misspelled",
         ),
         pytest.param(
