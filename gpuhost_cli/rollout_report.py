@@ -29,6 +29,14 @@ WHAT = "rollout reports"
 LAST = "last.json"
 
 
+def verify_warnings(run: Any) -> list[str]:
+    """``check: detail`` of each verify check the host recorded as a warning."""
+    checks = run.stats.get("gpuhost_verify") if run is not None else None
+    if not isinstance(checks, list):
+        return []
+    return [f"{c.get('name')}: {c.get('detail') or ''}" for c in checks
+            if isinstance(c, Mapping) and c.get("status") == "warning"]
+
 def reports_dir(inventory: str | os.PathLike[str]) -> Path:
     """``<inventory directory>/.gpuhost/rollouts`` (the directory of an inventory file)."""
     path = Path(inventory).resolve()
@@ -143,6 +151,8 @@ def build(
             "error": run.error if run is not None and state in (rollout.FAILED, rollout.UNREACHABLE) else None,
             "error_task": run.error_task if run is not None and state in (rollout.FAILED, rollout.UNREACHABLE) else None,
             "deferred": run.deferred if run is not None and state == rollout.DEFERRED else None,
+            # The verify gate's warnings (a registry mirror that does not answer): the host passed.
+            "warnings": verify_warnings(run) if reached else [],
         }
 
     for entry in batch_list:

@@ -707,6 +707,8 @@ def rollout_table(report: Mapping[str, Any], title: str = "gpuhost provision") -
         table.add_row(*rows[-1])
         if host.get("error"):
             notes.append(note(name, word, host["error"], STATUS_STYLE.get(status, "")))
+        for warning in host.get("warnings") or []:
+            notes.append(note(name, "warning", warning, STATUS_STYLE["warning"]))
     counts = report["counts"]
     line = (f"{counts['ok']} done, {counts.get('converged', 0)} converged (nothing to do), {counts['failed']} failed, {counts['unreachable']} unreachable, "
             f"{counts['deferred']} deferred, {counts['not_reached']} not reached; "

@@ -26,7 +26,10 @@ Check that every GPU host runs GPU containers the way its users start them.
 Checks that Docker answers and that the nvidia runtime is registered and is the default;
 then, on hosts with NVIDIA GPUs and a loaded driver, that docker run --gpus all,
 --gpus '"device=0"' and --runtime=nvidia each run nvidia-smi. Hosts without GPUs report
-the GPU checks as n/a. Changes nothing on the hosts apart from pulling the test image.
+the GPU checks as n/a. Each registry mirror Docker uses is asked for /v2/ from the host:
+one that is dead, not a registry or fails TLS is a warning (a failed check with
+gpuhost_verify_mirrors_required: true). Changes nothing on the hosts apart from pulling the
+test image.
 """
 
 EPILOG = """\
@@ -37,7 +40,7 @@ Examples:
   gpuhost verify -i inventories/prod --no-pull     # the image is on the hosts already
   gpuhost verify -i inventories/prod --format json | jq '.hosts[].status'
 
-Exits non-zero when a check failed on any host.
+Exits non-zero when a check failed on any host; warnings do not count.
 """
 
 

@@ -94,3 +94,45 @@ def test_the_plan_records_each_ca_file_with_its_mode_and_owner(ca):
         {"file": "/etc/docker/certs.d/m.example.com:5000/ca.crt", "attrs": True}]
     assert files([], "/etc/docker/certs.d") == []
     assert rc.ca_cert_path("m", "/etc/docker/certs.d/") == "/etc/docker/certs.d/m/ca.crt"
+
+
+PREFLIGHT = """\
+- name: The docker_daemon role's preflight
+  hosts: gpu_hosts
+  gather_facts: false
+  tasks:
+    - name: Check the inputs
+      ansible.builtin.include_role:
+        name: docker_daemon
+        tasks_from: preflight
+"""
+
+
+def run_preflight(tmp_path, entries):
+    import sys
+
+    import yaml
+
+    from gpuhost_cli import runner
+
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"children": {"gpu_hosts": {"hosts": {"gpu-node-7": {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}}}), encoding="utf-8")
+    playbook = tmp_path / "preflight.yml"
+    playbook.write_text(PREFLIGHT, encoding="utf-8")
+    return runner.run_playbook(playbook, inventory, extravars={"docker_daemon_registry_ca_certs": entries})
+
+
+def test_the_role_stops_a_bad_entry_naming_the_host_the_entry_and_the_fix(tmp_path, ca):
+    result = run_preflight(tmp_path, [{"registry": "https://mirror.example.com:5000", "cert": ca.pem}])
+    assert result.rc != 0
+    host = result.model.hosts["gpu-node-7"]
+    error = " ".join((host.error or "").split())
+    assert error.startswith("gpu-node-7: docker_daemon_registry_ca_certs[0].registry is "
+                            "'https://mirror.example.com:5000'; give the registry as host:port"), error
+    assert error.endswith("Nothing was changed on this host.")
+
+
+def test_the_role_takes_good_entries(tmp_path, ca):
+    result = run_preflight(tmp_path, [{"registry": "mirror.example.com:5000", "cert": ca.pem}])
+    assert result.rc == 0, result.stdout[-3000:]

@@ -72,6 +72,17 @@ PLAYBOOK = """\
       ansible.builtin.fail:
         msg: "broken on {{ inventory_hostname }}"
       when: inventory_hostname in (fail | default([]))
+    # As the gpuhost_verify role reports a registry mirror that does not answer: a warning.
+    - name: Work | Warn where asked
+      ansible.builtin.set_stats:
+        data:
+          gpuhost_verify:
+            - {name: Docker answers, status: passed, detail: Docker 26.1.5}
+            - {name: "registry mirror https://old-mirror.example/", status: warning,
+               detail: "https://old-mirror.example/ is dead: connection refused"}
+        per_host: true
+        aggregate: false
+      when: inventory_hostname in (warn | default([]))
     - name: Work | Defer where asked
       ansible.builtin.set_fact:
         docker_daemon_deferred: true
@@ -134,6 +145,22 @@ def test_every_batch_in_order_when_nothing_fails(rollout):
     assert all(h["changed"] == 1 for h in report["hosts"].values())
     assert report["summary"] == "Rollout: 6 of 6 hosts done."
     assert list(report["hosts"]) == HOSTS
+
+
+def test_a_verify_warning_does_not_stop_the_rollout_and_is_reported(rollout):
+    from gpuhost_cli import views
+
+    result, report = rollout(warn=["h1", "h4"])
+    assert result.rc == 0
+    assert report["outcome"] == "completed"
+    assert set(statuses(report).values()) == {"ok"}
+    warning = "registry mirror https://old-mirror.example/: https://old-mirror.example/ is dead: connection refused"
+    assert {h: v["warnings"] for h, v in report["hosts"].items()} == {
+        h: [warning] if h in ("h1", "h4") else [] for h in HOSTS}
+    text = " ".join(views.render_text([views.rollout_table(report)]).split())
+    assert f"h1 (warning): {warning}" in text
+    assert f"h4 (warning): {warning}" in text
+    assert "h2 (warning)" not in text
 
 
 def test_a_failed_canary_stops_the_rollout(rollout):
