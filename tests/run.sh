@@ -49,7 +49,10 @@ if [ "$fast" -eq 0 ]; then
   mkdir -p .cache/test/logs
   # ... and the execution environment's local base image (ee/build-base-image.sh), which the
   # end-to-end test of the execution environment builds on.
-  { bash tests/harness/build-images.sh && bash ee/build-base-image.sh; } >.cache/test/logs/build-images.log 2>&1 &
+  # ... and the lab registry's image (Debian's docker-registry, through the apt cache), the
+  # registry mirror of the daemon-safety scenario.
+  { bash tests/harness/build-images.sh && bash ee/build-base-image.sh && bash tests/harness/registry.sh build; } \
+    >.cache/test/logs/build-images.log 2>&1 &
   images_pid=$!
 fi
 
