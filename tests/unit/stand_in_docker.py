@@ -4,7 +4,7 @@ It answers the commands they run (info, version, pull, image inspect, run) with 
 output, so the real Docker engine is never asked anything. FAKE_DOCKER_STATE=down makes the
 daemon "not answer"; FAKE_DOCKER_DEVICE=bad makes ``--gpus '"device=0"'`` fail;
 FAKE_DOCKER_CDI=bad makes ``--device nvidia.com/gpu=all`` fail; FAKE_DOCKER_MIRRORS='["URL"]'
-makes ``docker info`` report those registry mirrors;
+makes ``docker info`` report those registry mirrors, FAKE_DOCKER_HTTP_PROXY=URL that proxy;
 FAKE_DOCKER_LOG=FILE appends each command's arguments to FILE.
 """
 
@@ -24,7 +24,7 @@ case "$1" in
       echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?" >&2
       exit 1
     fi
-    echo '{"ServerVersion":"27.5.1","DefaultRuntime":"nvidia","Runtimes":{"io.containerd.runc.v2":{},"nvidia":{"path":"nvidia-container-runtime"},"runc":{}},"RegistryConfig":{"Mirrors":'"${FAKE_DOCKER_MIRRORS:-[]}"'}}'
+    echo '{"ServerVersion":"27.5.1","DefaultRuntime":"nvidia","Runtimes":{"io.containerd.runc.v2":{},"nvidia":{"path":"nvidia-container-runtime"},"runc":{}},"RegistryConfig":{"Mirrors":'"${FAKE_DOCKER_MIRRORS:-[]}"'},"HTTPProxy":"'"${FAKE_DOCKER_HTTP_PROXY:-}"'"}'
     ;;
   version) [ "${FAKE_DOCKER_STATE:-up}" = down ] && exit 1; echo "27.5.1" ;;
   pull) echo "Status: Image is up to date for $2" ;;

@@ -316,3 +316,23 @@ def test_the_mirror_probe_goes_through_the_inventorys_proxy(verify, monkeypatch)
     assert checks[MIRROR_NAME.format(mirror)]["status"] == "passed"
     assert checks[MIRROR_NAME.format(mirror)]["detail"].endswith(f"(through the proxy http://127.0.0.1:{proxy_port})")
     assert seen == ["GET http://registry-mirror.gpuhost.invalid:5000/v2/ HTTP/1.1"]
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_the_mirror_probe_prefers_dockers_own_proxy_unless_docker_masks_its_password(verify, monkeypatch, masked):
+    from registry_servers import REGISTRY_HEADERS, closed_port, serve
+
+    mirror = "http://registry-mirror.gpuhost.invalid:5000/"
+    monkeypatch.setenv("FAKE_DOCKER_MIRRORS", mirrors_json(mirror))
+    dockers, inventorys = [], []
+    with serve(200, REGISTRY_HEADERS, seen=dockers) as docker_port, \
+            serve(200, REGISTRY_HEADERS, seen=inventorys) as inventory_port:
+        credentials = "xxxxx:xxxxx@" if masked else ""
+        monkeypatch.setenv("FAKE_DOCKER_HTTP_PROXY", f"http://{credentials}127.0.0.1:{docker_port}")
+        result, host, checks = verify("no-gpu", gpuhost_proxy_http=f"http://127.0.0.1:{inventory_port}",
+                                      gpuhost_proxy_no_proxy=[".example.com", f"127.0.0.{closed_port() % 200 + 2}"])
+    assert result.rc == 0, result.stdout[-2000:]
+    assert checks[MIRROR_NAME.format(mirror)]["status"] == "passed"
+    used = inventorys if masked else dockers
+    assert used == ["GET http://registry-mirror.gpuhost.invalid:5000/v2/ HTTP/1.1"]
+    assert (dockers if masked else inventorys) == []
