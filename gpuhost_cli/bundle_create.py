@@ -106,19 +106,16 @@ def create(out: Path, hosts: Mapping[str, Mapping[str, Any]], *, release: str | 
             (bundle / plan.release / "Release.gpg").write_bytes(key.detached(release_text))
             files += [f"{plan.release}/{name}" for name in bundle_repository.INDEX_FILES]
             for item, name in placed:
-                source_key = f"{item.source.url} {item.source.suite}"
+                source = item.source.label(architecture)
                 packages.append(bundle_manifest.package_entry(
                     package=item.package, version=item.version, architecture=item.architecture,
                     release=plan.release, filename=f"{plan.release}/{name}", sha256=item.index_hash, size=item.size,
-                    source=f"{item.source.base(architecture)} {item.source.suite}".rstrip(),
-                    upstream_key_fingerprint=resolved.signers[source_key]))
+                    source=source, upstream_key_fingerprint=resolved.signers[source]))
             releases.append({
                 "release": plan.release, "distribution": plan.distribution, "hosts": sorted(plan.hosts),
                 "install": sorted(list(s) for s in plan.package_sets), "base_system": resolved.base,
-                "repositories": sorted(
-                    ({"source": f"{s.split(' ', 1)[0].replace('$(ARCH)', architecture)} {s.split(' ', 1)[1]}",
-                      "signed_by": fpr, "signature_verified": True} for s, fpr in resolved.signers.items()),
-                    key=lambda r: r["source"]),
+                "repositories": [{"source": source, "signed_by": fingerprint, "signature_verified": True}
+                                 for source, fingerprint in sorted(resolved.signers.items())],
             })
             shutil.rmtree(staging / "apt" / plan.release, ignore_errors=True)
         (bundle / bundle_manifest.KEYRING).write_bytes(key.public_key(armor=False))
@@ -137,6 +134,7 @@ def create(out: Path, hosts: Mapping[str, Mapping[str, Any]], *, release: str | 
             out.rmdir()
         os.replace(bundle, out)
     finally:
+        key.close()
         shutil.rmtree(staging, ignore_errors=True)
     summary["bundle"] = str(out)
     return summary

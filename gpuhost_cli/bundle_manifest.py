@@ -73,6 +73,11 @@ def load(directory: Path) -> dict[str, Any]:
         raise UserError(f"{path}: format is not {FORMAT}; this gpuhost reads only bundles in that format", 1)
     _check_entries(data.get("packages"), _PACKAGE_FIELDS, "packages")
     _check_entries(data.get("files"), _FILE_FIELDS, "files")
+    for entry in data["packages"] + data["files"]:
+        name = entry.get("filename", entry.get("path"))
+        parts = Path(name).parts
+        if not parts or Path(name).is_absolute() or ".." in parts or name != Path(name).as_posix():
+            raise UserError(f"{path}: '{name}' is not a path inside the bundle; the manifest is damaged", 1)
     key = data.get("key")
     if not isinstance(key, dict) or not isinstance(key.get("fingerprint"), str):
         raise UserError(f"{path}: no key fingerprint; the manifest is damaged", 1)

@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +74,10 @@ class Source:
         """The URL with apt's $(ARCH) filled in."""
         return self.url.replace("$(ARCH)", architecture)
 
+    def label(self, architecture: str) -> str:
+        """"URL SUITE" as the manifest names the repository: http://h/linux/debian bookworm."""
+        return f"{self.base(architecture)} {self.suite}"
+
     def release_url(self, architecture: str) -> str:
         suite = self.suite.replace("$(ARCH)", architecture)
         if self.components:
@@ -104,7 +107,7 @@ class ResolvedRelease:
 
     plan: ReleasePlan
     downloads: list[Download]
-    signers: dict[str, str]          # source URL + suite -> fingerprint of the key that signed it
+    signers: dict[str, str]          # Source.label() -> fingerprint of the key that signed its Release
     base: str                        # how the base system was chosen, for the manifest
 
 
@@ -293,7 +296,7 @@ class Resolver:
             if signer is None or (source.fingerprint and signer != source.fingerprint):
                 raise UserError(f"the Release of {source.url} {source.suite} is not signed by the key "
                                 f"{source.fingerprint or source.keyring}; the bundle is not made", 1)
-            signers[f"{source.url} {source.suite}"] = signer
+            signers[source.label(self.architecture)] = signer
         return signers
 
     def index_hashes(self, env: Mapping[str, str], downloads: Collection[Download]) -> dict[tuple[str, str, str], str]:
@@ -418,7 +421,3 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def work_dir(parent: str | None = None) -> Path:
-    return Path(tempfile.mkdtemp(prefix="gpuhost-bundle-", dir=parent))

@@ -96,6 +96,14 @@ class BundleKey:
                             1)
         return bytes(signed.data)
 
+    def close(self) -> None:
+        """Stop the gpg-agent that signing started for this home (gpg starts one per home)."""
+        try:
+            subprocess.run(["gpgconf", "--homedir", str(self.home), "--kill", "gpg-agent"], capture_output=True,
+                           timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+
     def clearsign(self, data: bytes) -> bytes:
         return self._sign(data, detach=False)
 

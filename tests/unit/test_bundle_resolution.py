@@ -76,7 +76,7 @@ def test_selection_against_a_host_status_is_the_pinned_packages_and_the_missing_
     assert all(len(d.index_hash) == 64 for d in resolved.downloads)
     # The repositories' Release files, checked with gpgv against the pinned keys.
     assert resolved.signers[f"{standin_mirror['url']}/linux/debian bookworm"] == key_fingerprint("docker")
-    assert resolved.signers[f"{standin_mirror['url']}/libnvidia-container/stable/deb/$(ARCH) /"] == \
+    assert resolved.signers[f"{standin_mirror['url']}/libnvidia-container/stable/deb/amd64 /"] == \
         key_fingerprint("nvidia")
     assert resolved.signers["http://deb.debian.org/debian bookworm"] in DEBIAN_KEYS
     assert resolved.signers["http://security.debian.org/debian-security bookworm-security"] in DEBIAN_KEYS

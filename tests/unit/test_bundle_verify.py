@@ -96,25 +96,55 @@ def test_a_packages_index_changed_to_match_a_swap_is_refused(bundle_copy):
     assert "bookworm/Packages: sha256 differs from the manifest (changed or replaced)" in problems
 
 
-def test_a_release_signed_again_by_another_key_is_refused(bundle_copy, tmp_path):
-    other = BundleKey(tmp_path / "other-key")
+@pytest.fixture
+def other_key(tmp_path):
+    """A second bundle key, as someone else would make one."""
+    key = BundleKey(tmp_path / "other-key")
+    yield key
+    key.close()
+
+
+def test_a_release_signed_again_by_another_key_is_refused(bundle_copy, other_key):
     release = (bundle_copy / "bookworm" / "Release").read_bytes()
-    (bundle_copy / "bookworm" / "InRelease").write_bytes(other.clearsign(release))
-    (bundle_copy / "bookworm" / "Release.gpg").write_bytes(other.detached(release))
+    (bundle_copy / "bookworm" / "InRelease").write_bytes(other_key.clearsign(release))
+    (bundle_copy / "bookworm" / "Release.gpg").write_bytes(other_key.detached(release))
     problems = refused(bundle_copy).problems
     assert any(p.startswith("bookworm/InRelease: not signed by the bundle key") for p in problems)
     assert any(p.startswith("bookworm/Release.gpg: not a signature of bookworm/Release") for p in problems)
 
 
-def test_a_whole_bundle_signed_again_by_another_key_fails_the_pinned_fingerprint(bundle_copy, made_bundle,
-                                                                                 tmp_path):
-    other = BundleKey(tmp_path / "other-key")
-    (bundle_copy / "bundle-keyring.gpg").write_bytes(other.public_key(armor=False))
-    # The keyring no longer holds the key the signed manifest names.
-    assert "not exactly the bundle key" in refused(bundle_copy).problems[0]
-    # And a bundle made with another key entirely is refused when the caller pins the fingerprint.
-    assert "this bundle was not made with your key" in refused(
-        made_bundle["path"], other.fingerprint).problems[0]
+def test_a_keyring_without_the_manifests_key_is_refused(bundle_copy, other_key):
+    (bundle_copy / "bundle-keyring.gpg").write_bytes(other_key.public_key(armor=False))
+    assert refused(bundle_copy).problems == [
+        f"bundle-keyring.gpg: holds {other_key.fingerprint}, not exactly the bundle key "
+        f"{json.loads((bundle_copy / 'manifest.json').read_text())['key']['fingerprint']} the manifest names"]
+
+
+def test_a_bundle_made_over_with_another_key_fails_only_the_pinned_fingerprint(bundle_copy, made_bundle, other_key):
+    """Whoever replaces the key and signs everything again makes a bundle that is whole and
+    consistent with itself; only the fingerprint recorded when the bundle was made tells."""
+    import hashlib
+
+    from gpuhost_cli import bundle_manifest
+
+    for name, armor in (("bundle-keyring.gpg", False), ("bundle-key.asc", True)):
+        (bundle_copy / name).write_bytes(other_key.public_key(armor=armor))
+    release = (bundle_copy / "bookworm" / "Release").read_bytes()
+    (bundle_copy / "bookworm" / "InRelease").write_bytes(other_key.clearsign(release))
+    (bundle_copy / "bookworm" / "Release.gpg").write_bytes(other_key.detached(release))
+    manifest = json.loads((bundle_copy / "manifest.json").read_text(encoding="utf-8"))
+    manifest["key"]["fingerprint"] = other_key.fingerprint
+    for entry in manifest["files"]:
+        data = (bundle_copy / entry["path"]).read_bytes()
+        entry.update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    data = bundle_manifest.dumps(manifest)
+    (bundle_copy / "manifest.json").write_bytes(data)
+    (bundle_copy / "manifest.json.asc").write_bytes(other_key.detached(data))
+    assert verify(bundle_copy)["key_fingerprint"] == other_key.fingerprint
+    pinned = made_bundle["summary"]["key_fingerprint"]
+    assert refused(bundle_copy, pinned).problems == [
+        f"bundle-keyring.gpg: the bundle key is {other_key.fingerprint}, not the {pinned} given; "
+        f"this bundle was not made with your key"]
 
 
 def test_a_directory_that_is_no_bundle_says_how_to_make_one(tmp_path):
