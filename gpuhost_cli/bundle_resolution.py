@@ -44,11 +44,15 @@ DISTRO_ARCHIVES: dict[str, dict[str, Any]] = {
     "debian": {"suites": [("http://deb.debian.org/debian", "{codename}", "main"),
                           ("http://deb.debian.org/debian", "{codename}-updates", "main"),
                           ("http://security.debian.org/debian-security", "{codename}-security", "main")],
-               "keyring": "/usr/share/keyrings/debian-archive-keyring.gpg", "keyring_package": "debian-archive-keyring"},
+               "keyring": "/usr/share/keyrings/debian-archive-keyring.gpg", "keyring_package": "debian-archive-keyring",
+               # A mirror of Debian keeps the security archive beside it: .../debian-security.
+               "security_mirror": "{mirror}-security"},
     "ubuntu": {"suites": [("http://archive.ubuntu.com/ubuntu", "{codename}", "main universe"),
                           ("http://archive.ubuntu.com/ubuntu", "{codename}-updates", "main universe"),
                           ("http://security.ubuntu.com/ubuntu", "{codename}-security", "main universe")],
-               "keyring": "/usr/share/keyrings/ubuntu-archive-keyring.gpg", "keyring_package": "ubuntu-keyring"},
+               "keyring": "/usr/share/keyrings/ubuntu-archive-keyring.gpg", "keyring_package": "ubuntu-keyring",
+               # A mirror of Ubuntu serves the -security suites itself.
+               "security_mirror": "{mirror}"},
 }
 
 _PRINT_URI = re.compile(r"^'(?P<url>[^']+)' (?P<file>\S+) (?P<size>\d+)(?: (?P<hash>\S*))?$")
@@ -247,7 +251,8 @@ class Resolver:
         sources = []
         for url, suite, components in archive["suites"]:
             if self.distro_mirror:
-                url = self.distro_mirror if "security" not in suite else f"{self.distro_mirror}-security"
+                url = self.distro_mirror if not suite.endswith("-security") \
+                    else archive["security_mirror"].format(mirror=self.distro_mirror)
             sources.append(Source("distribution", url, suite.format(codename=plan.release), components, keyring, ""))
         return sources
 

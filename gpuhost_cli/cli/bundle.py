@@ -140,7 +140,7 @@ def verify(
 
 
 def register(app: typer.Typer) -> None:
-    group = command_group(app, "bundle", "Offline bundles for hosts without a route to the vendors' repositories.")
+    group = command_group(app, "bundle", "Offline bundles for air-gapped hosts.")
     group.command(short_help="Download the hosts' packages into a signed offline bundle.",
                   help=help_text(CREATE_HELP), epilog=help_text(CREATE_EPILOG))(create)
     group.command(short_help="Check a bundle's files and signatures.",

@@ -126,3 +126,23 @@ def test_an_unreachable_key_url_names_the_repository_and_the_url(standin_mirror,
     with pytest.raises(UserError) as error:
         Resolver(tmp_path, "amd64").resolve(plan, BASE_STATUS, download=False)
     assert "docker repository from http://127.0.0.1:9/gpg" in error.value.message
+
+
+def test_the_distribution_archive_and_a_mirror_of_it(tmp_path):
+    debian = bundle_plan.ReleasePlan("bookworm", "debian")
+    assert [s.line() for s in Resolver(tmp_path, "amd64").distro_sources(debian)] == [
+        f"deb [signed-by={bundle_resolution.DISTRO_ARCHIVES['debian']['keyring']}] {url} {suite} main"
+        for url, suite in (("http://deb.debian.org/debian", "bookworm"),
+                           ("http://deb.debian.org/debian", "bookworm-updates"),
+                           ("http://security.debian.org/debian-security", "bookworm-security"))]
+    mirrored = Resolver(tmp_path, "amd64", distro_mirror="http://cache.lan/debian/").distro_sources(debian)
+    assert [(s.url, s.suite) for s in mirrored] == [
+        ("http://cache.lan/debian", "bookworm"), ("http://cache.lan/debian", "bookworm-updates"),
+        ("http://cache.lan/debian-security", "bookworm-security")]
+    ubuntu = bundle_plan.ReleasePlan("noble", "ubuntu")
+    resolver = Resolver(tmp_path, "amd64", distro_mirror="http://cache.lan/ubuntu")
+    if Path(bundle_resolution.DISTRO_ARCHIVES["ubuntu"]["keyring"]).is_file():
+        assert {s.url for s in resolver.distro_sources(ubuntu)} == {"http://cache.lan/ubuntu"}
+    else:
+        with pytest.raises(UserError, match="install the ubuntu-keyring package"):
+            resolver.distro_sources(ubuntu)

@@ -191,3 +191,15 @@ def test_cli_create_with_a_bad_base_status_argument(tmp_path):
                                       "--out", str(tmp_path / "b"), "--base-status", "bookworm"])
     assert result.exit_code == 2
     assert "--base-status 'bookworm': write RELEASE=FILE" in result.output
+
+
+@pytest.mark.parametrize(("command", "words"), [
+    ("create", ["--inventory", "--out", "--release", "--base-status", "--key-home", "--distro-mirror", "--format",
+                "Examples", "gpuhost bundle create -i inventories/prod --out"]),
+    ("verify", ["DIR", "--fingerprint", "--format", "Examples", "gpuhost bundle verify bundle-2026-12"]),
+])
+def test_cli_help_has_the_options_and_examples(command, words):
+    result = CliRunner().invoke(app, ["bundle", command, "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    for word in words:
+        assert word in result.output, word
