@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +77,11 @@ def _file_entry(root: Path, relative: str) -> dict[str, Any]:
 def create(out: Path, hosts: Mapping[str, Mapping[str, Any]], *, release: str | None = None,
            architecture: str = "amd64", key_home: Path, base_status: Mapping[str, Path] | None = None,
            distro_mirror: str | None = None, install_recommends: bool = True,
-           resolver_fetch: Any = None, roles_dir: Path | None = None) -> dict[str, Any]:
-    """Make the bundle for ``hosts`` (their inventory variables) in ``out``; return a summary."""
+           resolver_fetch: Any = None, roles_dir: Path | None = None,
+           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Make the bundle for ``hosts`` (their inventory variables) in ``out``; return a summary.
+    ``progress`` is told what is being done, one line at a time."""
+    say = progress or (lambda _line: None)
     out = out.expanduser().absolute()
     _check_out(out)
     plans = bundle_plan.plan_releases(hosts, release, architecture, roles_dir)
@@ -97,6 +100,7 @@ def create(out: Path, hosts: Mapping[str, Mapping[str, Any]], *, release: str | 
         releases: list[dict[str, Any]] = []
         files: list[str] = []
         for plan in plans:
+            say(f"{plan.release}: resolving and downloading the packages of {len(plan.hosts)} host(s)")
             resolved = resolver.resolve(plan, base_status.get(plan.release))
             placed = _place(resolved.downloads, plan.release, bundle / plan.release)
             release_text = bundle_repository.write_indexes(bundle / plan.release, [name for _item, name in placed],
@@ -129,6 +133,7 @@ def create(out: Path, hosts: Mapping[str, Mapping[str, Any]], *, release: str | 
         data = bundle_manifest.dumps(manifest)
         (bundle / bundle_manifest.MANIFEST).write_bytes(data)
         (bundle / bundle_manifest.MANIFEST_SIG).write_bytes(key.detached(data))
+        say("checking the bundle")
         summary = bundle_verify.verify(bundle, key.fingerprint)
         if out.exists():
             out.rmdir()

@@ -100,7 +100,8 @@ def create(
         hosts = bundle_plan.inventory_hosts(path, inputs.check_limit(limit))
         summary = bundle_create.create(out, hosts, release=release, architecture=architecture,
                                        key_home=key_home or bundle_signing.default_key_home(), base_status=bases,
-                                       distro_mirror=distro_mirror, install_recommends=not no_install_recommends)
+                                       distro_mirror=distro_mirror, install_recommends=not no_install_recommends,
+                                       progress=lambda line: typer.echo(f"gpuhost: {line}", err=True))
     if output is OutputFormat.json:
         print_json(summary)
         return

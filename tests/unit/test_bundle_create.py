@@ -155,3 +155,24 @@ def test_a_failed_create_leaves_nothing_behind(standin_mirror, bundle_key_home, 
 def test_base_status_for_a_release_no_host_runs_is_refused(made_bundle, bundle_key_home, tmp_path):
     with pytest.raises(UserError, match="--base-status names trixie, which no host of the inventory runs"):
         make_bundle(tmp_path / "out", made_bundle["hosts"], bundle_key_home, base_status={"trixie": BASE_STATUS})
+
+
+def test_cli_create_from_an_inventory_gives_the_same_manifest(made_bundle, bundle_key_home, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from gpuhost_cli.cli import app
+
+    hosts = {name: {k: v for k, v in values.items() if k != "ansible_distribution_release"}
+             for name, values in made_bundle["hosts"].items()}
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"gpu_hosts": {"hosts": hosts}}}}),
+                                        encoding="utf-8")
+    result = CliRunner().invoke(app, ["bundle", "create", "-i", str(tmp_path / "hosts.yml"), "--out",
+                                      str(tmp_path / "out"), "--release", "bookworm", "--key-home",
+                                      str(bundle_key_home), "--base-status", f"bookworm={BASE_STATUS}",
+                                      "--format", "json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["ok"] is True and summary["key_fingerprint"] == made_bundle["summary"]["key_fingerprint"]
+    assert "bookworm: resolving and downloading the packages of 2 host(s)" in result.stderr
+    assert (tmp_path / "out" / "manifest.json").read_bytes() == (made_bundle["path"] / "manifest.json").read_bytes()
