@@ -5,8 +5,9 @@ A role has nothing to do on a host when the host's record of the role's last con
 manages reads as recorded. The inputs of a role are:
 
 * the values of its options (``meta/argument_specs.yml``), and of every other role's options
-  that its files name (the docker_daemon role reads ``nvidia_container_toolkit_cdi``), as the
-  inventory and extra vars set them; an option left unset counts by its default, which is
+  that its files, or those of a role it includes (apt_source), name (the docker_daemon role
+  reads ``nvidia_container_toolkit_cdi``), and of the host settings among the playbook
+  variables that they name (``gpuhost_proxy_*``), as the inventory and extra vars set them; an option left unset counts by its default, which is
   part of the code;
 * the distribution facts the roles read;
 * the code: every file of the roles and of gpuhost's Ansible plugins, so a new gpuhost
@@ -21,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -59,6 +61,12 @@ def role_inputs(roles_dir: Path) -> dict[str, list[str]]:
         text = _role_text(roles_dir / role)
         named = {option for other, options in specs.items() if other != role
                  for option in options if option in text}
+        # The host settings a role reads, or a role it imports (apt_source) reads.
+        for internal in inventory_validation.INTERNAL_ROLES:
+            if internal != role and (roles_dir / internal).is_dir() and re.search(
+                    rf"\bname:\s*[\w.]*\b{re.escape(internal)}\b", text):
+                text += "\n" + _role_text(roles_dir / internal)
+        named |= {name for name in inventory_validation.HOST_SETTINGS if name in text}
         inputs[role] = sorted(set(own) | named)
     return inputs
 

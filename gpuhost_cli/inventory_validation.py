@@ -31,6 +31,7 @@ import yaml
 __all__ = [
     "IGNORE_VARIABLE",
     "INTERNAL_ROLES",
+    "HOST_SETTINGS",
     "PLAYBOOK_VARIABLES",
     "PREFIX",
     "SUPPORTED_TYPES",
@@ -105,8 +106,16 @@ PLAYBOOK_VARIABLES: dict[str, OptionSpec] = {
         OptionSpec("gpuhost_rollout_max_fail_percentage", type="int"),
         OptionSpec("gpuhost_rollout_verify", type="bool"),
         OptionSpec("gpuhost_full_run", type="bool"),
+        # Hosts behind an HTTP proxy: the roles' *_proxy_* options default to these.
+        OptionSpec("gpuhost_proxy_http", type="str"),
+        OptionSpec("gpuhost_proxy_https", type="str"),
+        OptionSpec("gpuhost_proxy_no_proxy", type="list", elements="str"),
     )
 }
+
+#: Playbook-level variables that are settings of the hosts (the roles' defaults read them):
+#: part of the inputs of each role that names them, for the converged-host plan.
+HOST_SETTINGS: tuple[str, ...] = ("gpuhost_proxy_http", "gpuhost_proxy_https", "gpuhost_proxy_no_proxy")
 
 
 # ---- Reading the argument specs ------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gpuhost_cli import host_plan
+from gpuhost_cli import host_plan, inventory_validation
 from gpuhost_cli.ansible_plugins.filter.host_plan import FilterModule, gpuhost_plan_report
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,6 +64,10 @@ def test_no_role_has_an_input_of_a_role_it_never_names(inputs):
     for role, names in inputs.items():
         text = role_files_text(role)
         for name in set(names) - every[role]:
+            if name in inventory_validation.HOST_SETTINGS:
+                # A playbook-level host setting the role, or apt_source it imports, reads.
+                assert name in text + role_files_text("apt_source"), (role, name)
+                continue
             assert any(name in options for other, options in every.items() if other != role), (role, name)
             assert name in text, (role, name)
 
@@ -88,7 +92,27 @@ def test_the_roles_that_import_apt_source_take_its_options(inputs):
 
 def test_docker_users_reads_only_its_own_options(inputs):
     assert inputs["docker_users"] == own_options("docker_users") == ["docker_users", "docker_users_group"]
-    assert inputs["apt_source"] == own_options("apt_source")
+    assert inputs["apt_source"] == sorted(own_options("apt_source") + list(inventory_validation.HOST_SETTINGS))
+
+
+def test_the_proxy_settings_are_inputs_of_the_roles_that_use_the_proxy(inputs):
+    # gpuhost_proxy_* reach apt (through apt_source, which docker and the toolkit import) and
+    # Docker: changing the proxy makes those roles run again; docker_users never reads it.
+    for role in ("apt_source", "docker", "nvidia_container_toolkit", "docker_daemon"):
+        assert set(inventory_validation.HOST_SETTINGS) <= set(inputs[role]), role
+    assert not set(inventory_validation.HOST_SETTINGS) & set(inputs["docker_users"])
+
+
+def test_an_included_role_s_text_counts_for_the_role_that_includes_it(tmp_path):
+    write_role(tmp_path, "apt_source", ["apt_source_name"], {"defaults/main.yml": "x: '{{ gpuhost_proxy_http }}'\n"})
+    write_role(tmp_path, "user", ["user_a"], {"tasks/main.yml": "- ansible.builtin.import_role:\n    name: apt_source\n"})
+    write_role(tmp_path, "other", ["other_a"], {"tasks/main.yml": "- ansible.builtin.debug:\n    msg: apt_source\n"})
+    inputs = host_plan.role_inputs(tmp_path)
+    assert "gpuhost_proxy_http" in inputs["user"]
+    assert "gpuhost_proxy_http" not in inputs["other"]
+    # A playbook variable that is not a host setting is never an input.
+    write_role(tmp_path, "full", ["full_a"], {"tasks/main.yml": "when: gpuhost_full_run\n"})
+    assert host_plan.role_inputs(tmp_path)["full"] == ["full_a"]
 
 
 def write_role(roles: Path, role: str, options: list[str], files: dict[str, str]) -> None:

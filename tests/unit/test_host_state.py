@@ -1018,9 +1018,12 @@ def test_apt_source_items_name_the_stale_files_in_sources_list_d(release):
     assert sorted(_packages(items)) == ["ca-certificates", "gnupg"]
 
 
-def test_an_absent_apt_source_has_only_its_file():
+def test_an_absent_apt_source_has_only_its_file_and_apt_s_proxy_file():
+    # apt's proxy file is managed whatever the source's state (the distribution's packages
+    # come through the proxy too).
     items = role_state_items("apt_source", "debian12", **APT_SOURCE_VARS, apt_source_state="absent")
-    assert items == [{"file": APT_SOURCE_VARS["apt_source_file"], "attrs": True}]
+    assert items == [{"file": APT_SOURCE_VARS["apt_source_file"], "attrs": True},
+                     {"file": "/etc/apt/apt.conf.d/90gpuhost-proxy", "attrs": True}]
 
 
 @pytest.mark.parametrize("release", RELEASE_FACTS)

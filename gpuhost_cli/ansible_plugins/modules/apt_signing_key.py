@@ -85,6 +85,18 @@ options:
       - Timeout in seconds for the download.
     type: int
     default: 30
+  http_proxy:
+    description:
+      - The proxy the host downloads O(url) through when it is an http URL (C(http://user:password@proxy:3128)).
+      - Empty uses the host's environment (C(http_proxy)), as Ansible's HTTP client does.
+      - Not logged; the controller's own download (action plugin) uses the controller's environment.
+    type: str
+  https_proxy:
+    description: As O(http_proxy), for an https O(url).
+    type: str
+  no_proxy:
+    description: Comma-separated hosts and domains downloaded from without the proxy.
+    type: str
   validate_certs:
     description:
       - Whether to validate the server's TLS certificate when downloading from O(url).
@@ -688,6 +700,14 @@ def read_src(src, label="apt signing key"):
         raise SigningKeyError("%s: cannot read the key file %s: %s." % (label, src, e.strerror or e))
 
 
+def use_proxy(params, environ=None):
+    """Put the proxy asked for into the environment the HTTP client reads (both cases)."""
+    environ = os.environ if environ is None else environ
+    for name in ("http_proxy", "https_proxy", "no_proxy"):
+        if params.get(name):
+            environ[name] = environ[name.upper()] = params[name]
+
+
 def download(module, url, timeout, label="apt signing key"):
     resp, info = fetch_url(module, url, timeout=timeout, force=True)
     status = info.get("status", -1)
@@ -758,6 +778,7 @@ def run_module(module):
         data = decode_content(p["content"], origin, label)
     elif p["url"]:
         origin = p["url"]
+        use_proxy(p)
         data = download(module, p["url"], p["timeout"], label)
     else:
         origin = p["src"]
@@ -826,6 +847,9 @@ def build_module():
             label=dict(type="str", default="apt signing key"),
             mode=dict(type="raw", default="0644"),
             timeout=dict(type="int", default=30),
+            http_proxy=dict(type="str", no_log=True),
+            https_proxy=dict(type="str", no_log=True),
+            no_proxy=dict(type="str"),
             validate_certs=dict(type="bool", default=True),
             expiry_warning_days=dict(type="int", default=30),
         ),

@@ -126,6 +126,24 @@ options:
       - /etc/systemd/system/docker.service
       - /etc/systemd/system/docker.service.d
       - /run/systemd/system/docker.service.d
+  proxy_http:
+    description:
+      - The HTTP proxy dockerd uses (C(proxies.http-proxy), Docker 23.0 and later), for
+        example C(http://user:password@proxy:3128). It is not logged, and the password is
+        shown as C(***) in RV(config) and in the diff.
+      - With any of O(proxy_http), O(proxy_https) or O(proxy_no_proxy) set, the C(proxies)
+        key is set to them (replacing what the host had there) and the file is kept at mode
+        C(0600); with none set, C(proxies) is left as it is.
+    type: str
+    default: ""
+  proxy_https:
+    description: The proxy for https (C(proxies.https-proxy)); see O(proxy_http).
+    type: str
+    default: ""
+  proxy_no_proxy:
+    description: Comma-separated hosts and domains dockerd reaches without the proxy (C(proxies.no-proxy)).
+    type: str
+    default: ""
   allow_insecure:
     description:
       - Accept non-empty C(insecure-registries), plain C(http://) registry
@@ -319,6 +337,7 @@ from ansible.module_utils.gpuhost_daemon_json import (
     normalize_settings,
     read_config,
 )
+from ansible.module_utils.gpuhost_proxy import daemon_json_proxies, redact_data, redact_text
 from ansible.module_utils.gpuhost_daemon_schema import (
     check_config,
     classify_reload,
@@ -334,6 +353,26 @@ from ansible.module_utils.gpuhost_systemd_unit import (
 DEFAULT_PATH = "/etc/docker/daemon.json"
 DOCKERD_SEARCH_DIRS = ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/sbin", "/bin"]
 NEW_FILE_MODE = 0o644
+#: A file that holds proxy credentials.
+PRIVATE_MODE = 0o600
+
+
+def with_proxies(settings, http="", https="", no_proxy=""):
+    """``settings`` with the ``proxies`` key the proxy parameters ask for (none: unchanged)."""
+    if not (http or https or no_proxy):
+        return settings
+    proxies = daemon_json_proxies(http, https, [part for part in (no_proxy or "").split(",") if part])
+    return {**(settings or {}), "proxies": proxies}
+
+
+def redacted(result):
+    """The module result without proxy passwords: RV(config) and the diff show ``user:***@``."""
+    out = dict(result)
+    if "config" in out:
+        out["config"] = redact_data(out["config"])
+    if isinstance(out.get("diff"), dict):
+        out["diff"] = {key: redact_text(value) for key, value in out["diff"].items()}
+    return out
 
 
 def rollback_name(target: str) -> str:
@@ -458,7 +497,8 @@ def keep_previous(target, current, attrs, backup, backup_keep, now=None):
 
 
 def apply_config(path, settings, check_mode=False, backup=True, backup_keep=5, unit_paths=DEFAULT_UNIT_PATHS,
-                 allow_insecure=False, extra_keys=(), validate_cmd=None, run=run_subprocess, now=None):
+                 allow_insecure=False, extra_keys=(), validate_cmd=None, run=run_subprocess, now=None,
+                 private=False):
     """Merge ``settings`` into the file at ``path``; what the module does.
 
     ``validate_cmd`` is a command prefix (see :func:`resolve_validate_cmd`) run on the
@@ -468,6 +508,12 @@ def apply_config(path, settings, check_mode=False, backup=True, backup_keep=5, u
     """
     result, current = plan_config(path, settings, unit_paths, allow_insecure, extra_keys)
     target = result["target"]
+    before = attributes(target) if private else None
+    if before is not None and before[0] != PRIVATE_MODE:
+        # It holds proxy credentials now: readable by root only.
+        result["changed"] = True
+        result["warnings"].append(f"docker_daemon: {path} holds proxy credentials; its mode becomes 0600 "
+                                  f"(was {before[0]:04o}).")
     if not check_mode:
         result["removed_temp_files"] = remove_orphans(target)
         unlink_quietly(rollback_name(target))
@@ -483,8 +529,9 @@ def apply_config(path, settings, check_mode=False, backup=True, backup_keep=5, u
         return result
 
     attrs = attributes(target)
+    new_attrs = (PRIVATE_MODE,) + attrs[1:] if private and attrs is not None else attrs
     try:
-        tmp = stage_replacement(target, data, attrs, NEW_FILE_MODE)
+        tmp = stage_replacement(target, data, new_attrs, PRIVATE_MODE if private else NEW_FILE_MODE)
     except OSError as exc:
         raise DaemonConfigError(f"docker_daemon: cannot write {target}: {exc.strerror or exc}") from None
     try:
@@ -518,6 +565,9 @@ def main():
             "validate_with_dockerd": {"type": "str", "default": "auto", "choices": ["auto", "always", "never"]},
             "unit_paths": {"type": "list", "elements": "path", "default": list(DEFAULT_UNIT_PATHS)},
             "allow_insecure": {"type": "bool", "default": False},
+            "proxy_http": {"type": "str", "default": "", "no_log": True},
+            "proxy_https": {"type": "str", "default": "", "no_log": True},
+            "proxy_no_proxy": {"type": "str", "default": ""},
             # Names of daemon.json keys, not their values: nothing secret.
             "extra_keys": {"type": "list", "elements": "str", "default": [], "no_log": False},
         },
@@ -533,9 +583,10 @@ def main():
         if params["validate_with_dockerd"] != "never":
             dockerd = module.get_bin_path("dockerd", opt_dirs=DOCKERD_SEARCH_DIRS)
             validate_cmd = resolve_validate_cmd(params["validate_with_dockerd"], dockerd, run=run)
+        proxy = [params["proxy_http"] or "", params["proxy_https"] or "", params["proxy_no_proxy"] or ""]
         result = apply_config(
             params["path"],
-            params["settings"],
+            with_proxies(params["settings"], *proxy),
             check_mode=module.check_mode,
             backup=params["backup"],
             backup_keep=params["backup_keep"],
@@ -544,17 +595,18 @@ def main():
             extra_keys=params["extra_keys"],
             validate_cmd=validate_cmd,
             run=run,
+            private=any(proxy),
         )
     except DaemonConfigError as exc:
-        module.fail_json(msg=exc.msg, path=params["path"], **exc.details)
+        module.fail_json(msg=redact_text(exc.msg), path=params["path"], **redact_data(exc.details))
     except (OSError, subprocess.SubprocessError) as exc:
-        module.fail_json(msg=f"docker_daemon: {params['path']} failed: {exc}", path=params["path"])
+        module.fail_json(msg=redact_text(f"docker_daemon: {params['path']} failed: {exc}"), path=params["path"])
 
     for warning in result.pop("warnings"):
-        module.warn(warning)
+        module.warn(redact_text(warning))
     if not module._diff:
         result.pop("diff")
-    module.exit_json(**result)
+    module.exit_json(**redacted(result))
 
 
 if __name__ == "__main__":
