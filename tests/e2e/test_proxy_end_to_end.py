@@ -90,7 +90,9 @@ def proxied_lab(tmp_path_factory):
         (inventory / "group_vars" / "gpu_hosts" / "proxy.yml").write_text(
             "---\n"
             f"gpuhost_proxy_http: http://{USER}:{password}@{PROXY}:8888\n"
-            "gpuhost_proxy_no_proxy: [.cluster.internal]\n", encoding="utf-8")
+            "gpuhost_proxy_no_proxy: [.cluster.internal]\n"
+            # The checks of gpuhost verify have their own test (test_lab_end_to_end.py); kept short here.
+            "gpuhost_rollout_verify: false\n", encoding="utf-8")
         yield {"inventory": inventory, "password": password}
     except LabError as exc:
         pytest.fail(str(exc))
