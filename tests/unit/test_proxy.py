@@ -318,3 +318,85 @@ def test_the_host_s_key_download_uses_the_proxy_asked_for():
     untouched = {"https_proxy": "http://env:1"}
     signing.use_proxy({"http_proxy": "", "https_proxy": None, "no_proxy": None}, untouched)
     assert untouched == {"https_proxy": "http://env:1"}
+
+
+# ---- The docker_daemon role's plan: drop-in or daemon.json, through the restart plan -------
+
+def _role_values(names, **overrides):
+    """NAMES of the docker_daemon role's variables, rendered by Ansible's templar with its
+    defaults and vars and OVERRIDES (inventory values and registered results)."""
+    from pathlib import Path
+
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.plugins.loader import filter_loader
+    from ansible.template import Templar, trust_as_template
+
+    repo = Path(__file__).resolve().parents[2]
+    filter_loader.add_directory(str(repo / "gpuhost_cli" / "ansible_plugins" / "filter"))
+
+    def trusted(data):
+        if isinstance(data, dict):
+            return {k: trusted(v) for k, v in data.items()}
+        if isinstance(data, list):
+            return [trusted(v) for v in data]
+        return trust_as_template(data) if isinstance(data, str) else data
+
+    loader = DataLoader()
+    variables = {}
+    for name in ("roles/docker_daemon/defaults/main.yml", "roles/docker_daemon/vars/main.yml"):
+        variables.update(trusted(loader.load_from_file(str(repo / name))))
+    variables.update(overrides)
+    templar = Templar(loader=loader, variables=variables)
+    return {name: templar.template(trust_as_template("{{ %s }}" % name)) for name in names}
+
+
+PLAN = {"changed": False, "changed_keys": [], "reload_sufficient": False, "config": {"live-restore": True}}
+INFO = {"ServerVersion": "20.10.24", "ContainersRunning": 2, "LiveRestoreEnabled": False}
+PROBE = {"no_proxy": ["localhost", "gpu1"], "docker": {"errors": [], "warnings": [], "skip": []}}
+
+
+def test_an_old_engine_gets_the_drop_in_and_its_change_is_a_restart_deferred_while_containers_would_stop():
+    values = _role_values(
+        ["__docker_daemon_proxy_dropin_state", "__docker_daemon_proxy_json", "__docker_daemon_plan_all",
+         "__docker_daemon_plan_all | docker_daemon_restart_plan(info, false)",
+         "__docker_daemon_plan_all | docker_daemon_restart_plan(info, true)"],
+        gpuhost_proxy_http=URL, __docker_daemon_proxy={**PROBE, "method": "drop-in"},
+        __docker_daemon_proxy_dropin_plan={"changed": True},
+        __docker_daemon_plan={**PLAN, "config": {"live-restore": False}}, info=INFO)
+    assert values["__docker_daemon_proxy_dropin_state"] == "present"
+    assert values["__docker_daemon_proxy_json"] == {}
+    plan = values["__docker_daemon_plan_all"]
+    assert plan["reload_sufficient"] is False
+    assert plan["changed_keys"] == ["proxy (/etc/systemd/system/docker.service.d/90-gpuhost-proxy.conf)"]
+    assert values["__docker_daemon_plan_all | docker_daemon_restart_plan(info, false)"]["action"] == "defer"
+    assert values["__docker_daemon_plan_all | docker_daemon_restart_plan(info, true)"]["action"] == "restart"
+    # With live-restore asked for, it is switched on by a reload first and the restart keeps them.
+    live = _role_values(["__docker_daemon_plan_all | docker_daemon_restart_plan(info, false)"],
+                        gpuhost_proxy_http=URL, __docker_daemon_proxy={**PROBE, "method": "drop-in"},
+                        __docker_daemon_proxy_dropin_plan={"changed": True}, __docker_daemon_plan=PLAN, info=INFO)
+    assert live["__docker_daemon_plan_all | docker_daemon_restart_plan(info, false)"]["reload_first"] is True
+
+
+def test_a_new_engine_gets_daemon_json_s_proxies_and_gpuhost_s_drop_in_goes():
+    values = _role_values(
+        ["__docker_daemon_proxy_dropin_state", "__docker_daemon_proxy_json", "__docker_daemon_proxy_dropin_changes",
+         "__docker_daemon_plan_all"],
+        gpuhost_proxy_http=URL, gpuhost_proxy_https="", __docker_daemon_proxy={**PROBE, "method": "daemon-json"},
+        __docker_daemon_proxy_dropin_found={"stat": {"exists": True}}, __docker_daemon_plan=PLAN)
+    assert values["__docker_daemon_proxy_dropin_state"] == "absent"
+    assert values["__docker_daemon_proxy_json"] == {"http-proxy": URL, "no-proxy": "localhost,gpu1"}
+    # The drop-in an older engine had is removed: a restart, as for the key itself.
+    assert values["__docker_daemon_proxy_dropin_changes"] is True
+    assert values["__docker_daemon_plan_all"]["changed_keys"][-1].startswith("proxy (")
+
+
+def test_without_a_proxy_nothing_changes_and_without_an_engine_nothing_is_decided():
+    none = _role_values(["__docker_daemon_proxy_dropin_state", "__docker_daemon_proxy_json",
+                         "__docker_daemon_proxy_dropin_changes", "__docker_daemon_plan_all"],
+                        __docker_daemon_proxy={"skipped": True}, __docker_daemon_plan=PLAN,
+                        __docker_daemon_proxy_dropin_found={"stat": {"exists": False}})
+    assert none["__docker_daemon_proxy_dropin_state"] == "absent" and none["__docker_daemon_proxy_json"] == {}
+    assert none["__docker_daemon_proxy_dropin_changes"] is False and none["__docker_daemon_plan_all"] == PLAN
+    unknown = _role_values(["__docker_daemon_proxy_dropin_state", "__docker_daemon_proxy_json"],
+                           gpuhost_proxy_http=URL, __docker_daemon_proxy={**PROBE, "method": "unknown"})
+    assert unknown == {"__docker_daemon_proxy_dropin_state": "keep", "__docker_daemon_proxy_json": {}}
