@@ -4,6 +4,7 @@
 #   bash tests/run.sh            lint, unit tests, every Molecule scenario
 #   bash tests/run.sh --fast     lint and unit tests only
 #   GPUHOST_SCENARIOS="default" bash tests/run.sh    a subset of scenarios
+#   GPUHOST_PYTEST_WORKERS=1 bash tests/run.sh       the unit tests on one worker (default 2)
 #
 # Sets up what it needs on a fresh Debian machine: the Docker engine (Debian's docker.io,
 # started when not running), debootstrap, a Python virtual environment with the test
