@@ -142,7 +142,7 @@ def test_reloadable_change_stays_a_reload_beside_unsafe_settings():
 def test_filters_are_registered():
     assert set(FilterModule().filters()) == {
         "docker_daemon_cdi_plan", "docker_daemon_drift", "docker_daemon_restart_plan",
-        "docker_daemon_settings_problems"}
+        "docker_daemon_settings_problems", "docker_daemon_registry_ca_problems", "docker_daemon_registry_ca_files"}
 
 
 def test_the_planning_task_s_own_changed_flag_is_ignored():

@@ -944,6 +944,8 @@ CASES = [
         ("docker", "upstream-pinned", {"docker_version": "5:27.5.1-1"}),
         ("docker", "distro", {"docker_install_source": "distro"}),
         ("docker_daemon", "defaults", {}),
+        ("docker_daemon", "registry-ca", {"docker_daemon_registry_ca_certs": [
+            {"registry": "mirror.example.com:5000", "cert": "-----BEGIN CERTIFICATE-----"}]}),
         ("docker_users", "users", {"docker_users": ["alice", "bob"]}),
         ("nvidia_container_toolkit", "defaults", {}),
         ("nvidia_container_toolkit", "pinned", {"nvidia_container_toolkit_version": "1.17.8-1",
@@ -994,6 +996,14 @@ def test_each_role_renders_items_the_host_side_reads(role, release, overrides, t
     state = host.reader().read_all(items)
     assert set(state) == set(keys)
     assert hs.plan(hs.recorded({}, role, "d", items, host.reader()), {role: "d"}, host.reader()) == {role: []}
+
+
+def test_docker_daemon_items_record_each_registry_ca_it_writes():
+    items = role_state_items("docker_daemon", "debian12", docker_daemon_registry_ca_certs=[
+        {"registry": "mirror.example.com:5000", "cert": "x"}, {"registry": "10.0.0.5", "cert": "y"}])
+    assert _item(items, "file", "/etc/docker/certs.d/mirror.example.com:5000/ca.crt")["attrs"] is True
+    assert _item(items, "file", "/etc/docker/certs.d/10.0.0.5/ca.crt")["attrs"] is True
+    assert not [i for i in role_state_items("docker_daemon", "debian12") if "certs.d" in str(i)]
 
 
 @pytest.mark.parametrize("release", RELEASE_FACTS)
