@@ -50,28 +50,11 @@ while [ "$#" -gt 0 ]; do
 done
 
 build_image() {
-  docker image inspect "$apt_cache_image" >/dev/null 2>&1 && return 0
-  local base builder="$GPUHOST_APT_CACHE_NAME-build"
-  base="$(test_image_ref debian12)"
-  docker image inspect "$base" >/dev/null 2>&1 || bash "$here/build-images.sh" debian12
-  log "building $apt_cache_image: apt-cacher-ng from Debian's packages (once)"
-  docker rm -f "$builder" >/dev/null 2>&1 || true
-  local build_log
-  build_log="$(mktemp)"
-  docker run --name "$builder" "$base" bash -c \
+  build_package_image "$apt_cache_image" apt-cacher-ng \
     'export DEBIAN_FRONTEND=noninteractive && apt-get update -qq && apt-get install -y -qq --no-install-recommends apt-cacher-ng && apt-get clean && install -d -o apt-cacher-ng -g apt-cacher-ng /run/apt-cacher-ng' \
-    >"$build_log" 2>&1 || {
-    tail -n 20 "$build_log" >&2
-    rm -f "$build_log"
-    docker rm -f "$builder" >/dev/null 2>&1
-    die "installing apt-cacher-ng failed"
-  }
-  rm -f "$build_log"
-  docker commit \
+    -- \
     --change "CMD [\"/usr/sbin/apt-cacher-ng\", \"-c\", \"/etc/apt-cacher-ng\", \"ForeGround=1\", \"Port=$apt_cache_port\"]" \
-    --change 'USER apt-cacher-ng' --change "EXPOSE $apt_cache_port" \
-    "$builder" "$apt_cache_image" >/dev/null
-  docker rm -f "$builder" >/dev/null
+    --change 'USER apt-cacher-ng' --change "EXPOSE $apt_cache_port"
 }
 
 answers() {

@@ -57,3 +57,32 @@ ensure_test_network() {
   docker network inspect "$GPUHOST_TEST_NETWORK" >/dev/null 2>&1 \
     || docker network create "$GPUHOST_TEST_NETWORK" >/dev/null
 }
+
+# build_package_image IMAGE WHAT SCRIPT [DOCKER_RUN_OPTION ...] -- [DOCKER_COMMIT_OPTION ...]
+# Runs SCRIPT (bash) in a container of the Debian 12 test image, which installs WHAT from
+# Debian's packages, and commits the container as IMAGE with the commit options (--change
+# ...). Done once: an IMAGE that exists is kept. On failure, shows the end of the build's
+# output and stops naming WHAT.
+build_package_image() {
+  local image="${1:?}" what="${2:?}" script="${3:?}" run_options=() base builder build_log
+  shift 3
+  while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do run_options+=("$1"); shift; done
+  [ "$#" -gt 0 ] && shift
+  docker image inspect "$image" >/dev/null 2>&1 && return 0
+  base="$(test_image_ref debian12)"
+  docker image inspect "$base" >/dev/null 2>&1 \
+    || bash "$(dirname "${BASH_SOURCE[0]}")/build-images.sh" debian12
+  builder="gpuhost-build-${what//[^a-z0-9-]/-}"
+  log "building $image: $what from Debian's packages (once)"
+  docker rm -f "$builder" >/dev/null 2>&1 || true
+  build_log="$(mktemp)"
+  docker run "${run_options[@]}" --name "$builder" "$base" bash -c "$script" >"$build_log" 2>&1 || {
+    tail -n 20 "$build_log" >&2
+    rm -f "$build_log"
+    docker rm -f "$builder" >/dev/null 2>&1
+    die "installing $what failed"
+  }
+  rm -f "$build_log"
+  docker commit "$@" "$builder" "$image" >/dev/null
+  docker rm -f "$builder" >/dev/null
+}

@@ -34,25 +34,11 @@ done
 [ -n "$name" ] || die "--name NAME is required"
 
 build_image() {
-  docker image inspect "$proxy_image" >/dev/null 2>&1 && return 0
-  local base builder="$name-build" build_log
-  base="$(test_image_ref debian12)"
-  docker image inspect "$base" >/dev/null 2>&1 || bash "$here/build-images.sh" debian12
-  log "building $proxy_image: tinyproxy from Debian's packages (once)"
-  docker rm -f "$builder" >/dev/null 2>&1 || true
-  build_log="$(mktemp)"
-  docker run --name "$builder" "$base" bash -c \
+  build_package_image "$proxy_image" tinyproxy \
     'export DEBIAN_FRONTEND=noninteractive && apt-get update -qq && apt-get install -y -qq --no-install-recommends tinyproxy && apt-get clean && install -d -o tinyproxy -g tinyproxy /var/log/tinyproxy /run/tinyproxy' \
-    >"$build_log" 2>&1 || {
-    tail -n 20 "$build_log" >&2
-    rm -f "$build_log"
-    docker rm -f "$builder" >/dev/null 2>&1
-    die "installing tinyproxy failed"
-  }
-  rm -f "$build_log"
-  docker commit --change "CMD [\"/usr/bin/tinyproxy\", \"-d\", \"-c\", \"/etc/tinyproxy/tinyproxy.conf\"]" \
-    --change "EXPOSE $proxy_port" "$builder" "$proxy_image" >/dev/null
-  docker rm -f "$builder" >/dev/null
+    -- \
+    --change "CMD [\"/usr/bin/tinyproxy\", \"-d\", \"-c\", \"/etc/tinyproxy/tinyproxy.conf\"]" \
+    --change "EXPOSE $proxy_port"
 }
 
 config() {

@@ -24,16 +24,10 @@ certs=/etc/docker/registry/certs
 
 build_image() {
   docker image inspect "$registry_image" >/dev/null 2>&1 && return 0
-  local base builder="gpuhost-registry-build" build_log
-  base="$(test_image_ref debian12)"
-  docker image inspect "$base" >/dev/null 2>&1 || bash "$here/build-images.sh" debian12
-  log "building $registry_image: docker-registry from Debian's packages (once)"
   ensure_test_network
   bash "$here/apt-cache.sh" --network "$GPUHOST_TEST_NETWORK" >/dev/null
-  docker rm -f "$builder" >/dev/null 2>&1 || true
-  build_log="$(mktemp)"
   # The apt cache's configuration comes in on stdin and leaves with the build.
-  bash "$here/apt-cache.sh" --print-conf | docker run -i --name "$builder" --network "$GPUHOST_TEST_NETWORK" "$base" bash -c \
+  bash "$here/apt-cache.sh" --print-conf | build_package_image "$registry_image" docker-registry \
     'set -e; conf=/etc/apt/apt.conf.d/01gpuhost-apt-cache; cat >"$conf"
      export DEBIAN_FRONTEND=noninteractive
      apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-registry
@@ -41,21 +35,13 @@ build_image() {
      # The package'"'"'s config asks for htpasswd logins: the lab registry takes anonymous pulls.
      printf "%s\n" "version: 0.1" "storage:" "  filesystem:" "    rootdirectory: /var/lib/docker-registry" \
        "  delete:" "    enabled: true" "http:" "  addr: :5000" >/etc/docker/registry/lab.yml' \
-    >"$build_log" 2>&1 || {
-    tail -n 20 "$build_log" >&2
-    rm -f "$build_log"
-    docker rm -f "$builder" >/dev/null 2>&1
-    die "installing docker-registry failed"
-  }
-  rm -f "$build_log"
-  docker commit \
+    -i --network "$GPUHOST_TEST_NETWORK" \
+    -- \
     --change "CMD [\"/usr/bin/docker-registry\", \"serve\", \"/etc/docker/registry/lab.yml\"]" \
     --change "ENV REGISTRY_HTTP_ADDR=0.0.0.0:$registry_port" \
     --change "ENV REGISTRY_HTTP_TLS_CERTIFICATE=$certs/server.crt" \
     --change "ENV REGISTRY_HTTP_TLS_KEY=$certs/server.key" \
-    --change "EXPOSE $registry_port" \
-    "$builder" "$registry_image" >/dev/null
-  docker rm -f "$builder" >/dev/null
+    --change "EXPOSE $registry_port"
 }
 
 # The registry answers /v2/ over TLS (its own certificate is not checked here: the tests do that).
