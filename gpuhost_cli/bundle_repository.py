@@ -38,7 +38,7 @@ def deb822_stanzas(text: str) -> list[dict[str, str]]:
             if line[:1] in (" ", "\t") and key:
                 fields[key] += "\n" + line
             elif ":" in line:
-                key, _, value = line.partition(":")
+                key, value = line.split(":", 1)
                 fields[key] = value.strip()
         if "Package" in fields:
             result.append(fields)

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from gpuhost_cli import bundle_manifest as manifest_
-from gpuhost_cli.bundle_repository import (INDEX_FILES, SIGNATURE_FILES, clearsigned_body, deb822_stanzas,
-                                            release_hashes)
+from gpuhost_cli import bundle_repository
+from gpuhost_cli.bundle_repository import INDEX_FILES, SIGNATURE_FILES
 from gpuhost_cli.bundle_signing import gpgv_signer, keyring_fingerprints
 from gpuhost_cli.inputs import UserError
 
@@ -70,9 +70,9 @@ def _signatures(directory: Path, keyring: Path, fingerprint: str, release: str) 
     if gpgv_signer(keyring, folder / "Release.gpg", folder / "Release") != fingerprint:
         problems.append(f"{release}/Release.gpg: not a signature of {release}/Release by the bundle key {fingerprint}")
     release_text = (folder / "Release").read_text(encoding="utf-8", errors="replace")
-    if clearsigned_body((folder / "InRelease").read_text(encoding="utf-8", errors="replace")) != release_text:
+    if bundle_repository.clearsigned_body((folder / "InRelease").read_text(encoding="utf-8", errors="replace")) != release_text:
         problems.append(f"{release}/InRelease: says something other than {release}/Release")
-    hashes = release_hashes(release_text)
+    hashes = bundle_repository.release_hashes(release_text)
     for name in INDEX_FILES:
         path = folder / name
         if name not in hashes:
@@ -87,7 +87,7 @@ def _packages_match(directory: Path, release: str, packages: list[dict[str, Any]
     if not path.is_file():
         return []
     listed = {(s.get("Filename", "").removeprefix("./"), s.get("SHA256", ""), s.get("Size", ""))
-              for s in deb822_stanzas(path.read_text(encoding="utf-8", errors="replace"))}
+              for s in bundle_repository.deb822_stanzas(path.read_text(encoding="utf-8", errors="replace"))}
     expected = {(p["filename"].split("/", 1)[-1], p["sha256"], str(p["size"])) for p in packages
                 if p["release"] == release}
     problems = [f"{release}/Packages: lists {name}, which the manifest does not"
@@ -105,8 +105,13 @@ def _unlisted(directory: Path, expected: set[str]) -> list[str]:
     return [f"{name}: not in the manifest" for name in sorted(found - expected)]
 
 
-def verify(directory: Path, expected_fingerprint: str | None = None) -> dict[str, Any]:
-    """Check the bundle in ``directory``; return a summary, or raise BundleRefused."""
+def verify(directory: Path, expected_fingerprint: str | None = None, *, packages: bool = True) -> dict[str, Any]:
+    """Check the bundle in ``directory``; return a summary, or raise BundleRefused.
+
+    ``packages=False`` checks the signed metadata alone (the manifest, the keyring, each
+    release's Release, InRelease, Release.gpg and Packages indexes), for a bundle served
+    over HTTP whose .deb files stay on the server: apt checks each of those against the
+    signed Packages index when it downloads it."""
     if not directory.is_dir():
         raise UserError(f"{directory} is not a directory; give the directory gpuhost bundle create wrote", 2)
     manifest = manifest_.load(directory)
@@ -131,7 +136,7 @@ def verify(directory: Path, expected_fingerprint: str | None = None) -> dict[str
     releases = [str(r.get("release")) for r in manifest["releases"] if isinstance(r, dict)]
     for release in releases:
         problems += _signatures(directory, keyring, fingerprint, release)
-    for entry in manifest["files"] + manifest["packages"]:
+    for entry in manifest["files"] + (manifest["packages"] if packages else []):
         relative = entry["path"] if "path" in entry else entry["filename"]
         problem = _check_file(directory, relative, entry["sha256"], entry["size"])
         if problem:
@@ -141,7 +146,8 @@ def verify(directory: Path, expected_fingerprint: str | None = None) -> dict[str
     expected = {manifest_.MANIFEST, manifest_.MANIFEST_SIG}
     expected |= {f["path"] for f in manifest["files"]} | {p["filename"] for p in manifest["packages"]}
     expected |= {f"{release}/{name}" for release in releases for name in SIGNATURE_FILES}
-    problems += _unlisted(directory, expected)
+    if packages:
+        problems += _unlisted(directory, expected)
     if problems:
         raise BundleRefused(directory, problems)
     return {"bundle": str(directory), "ok": True, "key_fingerprint": fingerprint,

@@ -42,7 +42,8 @@ PYTHON_PACKAGE = f"ansible_collections.{NAMESPACE}.{NAME}.plugins"
 
 #: Controller library code the action and filter plugins import (``from gpuhost_cli import ...``);
 #: in the collection it lives in plugins/plugin_utils/.
-CONTROLLER_MODULES = ("host_plan", "inventory_validation", "rollout", "controller_keys")
+CONTROLLER_MODULES = ("host_plan", "inventory_validation", "rollout", "controller_keys", "bundle_use", "bundle_verify",
+                      "bundle_manifest", "bundle_repository", "bundle_signing", "inputs")
 
 #: The playbooks a collection user runs as gpuhost.gpuhost.<name>; site comes from the repository root.
 PLAYBOOKS = ("site", "boilerplate", "provision", "verify", "render")

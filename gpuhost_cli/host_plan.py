@@ -71,6 +71,23 @@ def role_inputs(roles_dir: Path) -> dict[str, list[str]]:
     return inputs
 
 
+#: The playbook variable naming an offline bundle: a directory bundle counts by its
+#: manifest too, so a bundle made again in the same place is a new input.
+BUNDLE_VARIABLE = "gpuhost_offline_bundle"
+
+
+def bundle_identity(value: Any) -> Any:
+    """VALUE of gpuhost_offline_bundle as an input: a directory with a manifest.json becomes
+    ``{path, manifest_sha256}``; anything else (a URL, an empty value) counts as it is."""
+    if not isinstance(value, str) or not value.startswith("/"):
+        return value
+    try:
+        manifest = (Path(value) / "manifest.json").read_bytes()
+    except OSError:
+        return value
+    return {"path": value, "manifest_sha256": hashlib.sha256(manifest).hexdigest()}
+
+
 def _files(directories: Iterable[Path]) -> list[Path]:
     found = []
     for directory in directories:

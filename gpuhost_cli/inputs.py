@@ -150,7 +150,7 @@ def _parse_pairs(spec: str) -> dict[str, Any]:
         raise UserError(f"-e '{shown}': '{_shown(free[0])}' is not key=value; {_PAIR_HINT}")
     pairs: dict[str, Any] = {}
     for token in tokens:
-        key, _, raw = token.partition("=")
+        key, raw = (token.split("=", 1) + [""])[:2]
         key, raw = key.strip(), raw.strip()
         if not _NAME.match(key):
             raise UserError(f"-e '{shown}': '{_shown(key)}' is not a valid variable name")

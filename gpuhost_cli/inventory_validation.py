@@ -52,7 +52,7 @@ IGNORE_VARIABLE = "gpuhost_validate_ignore_vars"
 
 #: Roles that other roles include with their own arguments; inventories never set their
 #: variables, so their options are neither known names nor their names prefixes.
-INTERNAL_ROLES: tuple[str, ...] = ("apt_source",)
+INTERNAL_ROLES: tuple[str, ...] = ("apt_source", "offline_bundle")
 
 #: The argument spec types the checks understand.
 SUPPORTED_TYPES = frozenset({"str", "bool", "int", "float", "list", "dict", "path", "raw"})
@@ -110,12 +110,16 @@ PLAYBOOK_VARIABLES: dict[str, OptionSpec] = {
         OptionSpec("gpuhost_proxy_http", type="str"),
         OptionSpec("gpuhost_proxy_https", type="str"),
         OptionSpec("gpuhost_proxy_no_proxy", type="list", elements="str"),
+        # Air-gapped hosts: the docker and nvidia_container_toolkit roles install from this bundle.
+        OptionSpec("gpuhost_offline_bundle", type="str"),
+        OptionSpec("gpuhost_offline_bundle_fingerprint", type="str"),
     )
 }
 
 #: Playbook-level variables that are settings of the hosts (the roles' defaults read them):
 #: part of the inputs of each role that names them, for the converged-host plan.
-HOST_SETTINGS: tuple[str, ...] = ("gpuhost_proxy_http", "gpuhost_proxy_https", "gpuhost_proxy_no_proxy")
+HOST_SETTINGS: tuple[str, ...] = ("gpuhost_proxy_http", "gpuhost_proxy_https", "gpuhost_proxy_no_proxy",
+                                  "gpuhost_offline_bundle", "gpuhost_offline_bundle_fingerprint")
 
 
 # ---- Reading the argument specs ------------------------------------------------------

@@ -80,7 +80,7 @@ def releases_table() -> str:
 
 
 #: Roles whose variables other roles pass; inventories never set them.
-INTERNAL_ROLES = ("apt_source",)
+INTERNAL_ROLES = ("apt_source", "offline_bundle")
 
 
 def sample_group_vars(spec_file: Path) -> str:

@@ -61,9 +61,10 @@ class ActionModule(ActionBase):
             if name not in task_vars:
                 return host_plan.UNSET
             try:
-                return self._templar.template(task_vars[name])
+                value = self._templar.template(task_vars[name])
             except AnsibleError as exc:
                 raise LookupError(name) from exc
+            return host_plan.bundle_identity(value) if name == host_plan.BUNDLE_VARIABLE else value
 
         facts = task_vars.get("ansible_facts", {}) or {}
         digests = host_plan.digests(inputs, roles, resolve, facts, code)
