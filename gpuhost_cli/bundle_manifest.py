@@ -83,4 +83,12 @@ def load(directory: Path) -> dict[str, Any]:
         raise UserError(f"{path}: no key fingerprint; the manifest is damaged", 1)
     if not isinstance(data.get("releases"), list):
         raise UserError(f"{path}: no releases; the manifest is damaged", 1)
+    # A release names a directory of the bundle: one plain name, never a path (a served
+    # bundle's files are fetched by these names before the manifest's signature is checked).
+    for release in data["releases"]:
+        name = release.get("release") if isinstance(release, dict) else None
+        if isinstance(release, dict) and (not isinstance(name, str) or name in ("", ".", "..") or "/" in name
+                                          or "\\" in name):
+            raise UserError(f"{path}: release {name!r} is not a directory name inside the bundle; "
+                            f"the manifest is damaged", 1)
     return data
