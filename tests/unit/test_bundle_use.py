@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -497,3 +498,115 @@ def test_a_wrong_bundle_variable_is_refused_naming_it(variables, words):
     errors = iv.validate_vars("gpu1", variables, SPECS, PREFIXES)
     assert len(errors) == 1 and errors[0].startswith("host gpu1: "), errors
     assert words in errors[0], errors[0]
+
+
+# ---- the role's checks in a real ansible-playbook (nothing on any host changes) ----------------
+
+CHECK_PLAY = """
+- name: Check the offline bundle as the docker role's preflight does
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Take the host's release and architecture from the inventory
+      ansible.builtin.set_fact:
+        ansible_facts: >-
+          {{ ansible_facts | combine({'distribution': 'Debian', 'distribution_release': host_release,
+                                      'architecture': host_architecture}) }}
+
+    - name: Check
+      ansible.builtin.include_role:
+        name: offline_bundle
+        tasks_from: check
+      vars:
+        offline_bundle_name: Docker
+        offline_bundle_packages: "{{ host_lines }}"
+        offline_bundle_packages_vars: [docker_version]
+"""
+
+
+@pytest.fixture
+def check_play(tmp_path, made_bundle):
+    """Run roles/offline_bundle/tasks/check.yml in check mode over local hosts that take their
+    release from the inventory; returns (exit status, {task name: {host: result}}, {host: stats})."""
+    described = bundle_use.describe(made_bundle["path"], str(made_bundle["path"]), served=False)
+    architecture = {"amd64": "x86_64", "arm64": "aarch64"}[described["architecture"]]
+    playbook = tmp_path / "check.yml"
+    playbook.write_text(CHECK_PLAY, encoding="utf-8")
+
+    def run(hosts, **group_vars):
+        inventory = {"all": {"hosts": hosts, "vars": {"ansible_connection": "local", "host_architecture": architecture,
+                                                     "ansible_python_interpreter": sys.executable, **group_vars}}}
+        (tmp_path / "hosts.yml").write_text(json.dumps(inventory), encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+        env.update(ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_HOME=str(tmp_path / "ansible-home"),
+                   ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), ANSIBLE_REMOTE_TEMP=str(tmp_path / "remote"),
+                   ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+                   ANSIBLE_NOCOLOR="1")
+        proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "--check", "-i",
+                               str(tmp_path / "hosts.yml"), str(playbook)],
+                              cwd=str(REPO), env=env, capture_output=True, text=True, timeout=300)
+        try:
+            report = json.loads(proc.stdout)
+        except ValueError:
+            raise AssertionError(f"no JSON (rc={proc.returncode})\n{proc.stdout}\n{proc.stderr}") from None
+        # The role's tasks are named "offline_bundle : Offline bundle | ...".
+        tasks = {task["task"]["name"].split(" : ", 1)[-1]: task["hosts"] for task in report["plays"][0]["tasks"]}
+        return proc.returncode, tasks, report["stats"]
+
+    return run
+
+
+VERIFY_TASK = "Offline bundle | Verify each bundle on the controller before any host changes"
+RELEASE_TASK = "Offline bundle | Check that the bundle has this host's release"
+LINES_TASK = "Offline bundle | Check that the bundle has what this host installs: Docker"
+
+
+def test_the_role_s_checks_name_each_host_s_problem(check_play, made_bundle):
+    hosts = {"gpu-a": {"host_release": "bookworm", "host_lines": [f"docker-ce={DOCKER_VERSIONS[0]}", "tini"]},
+             "gpu-b": {"host_release": "trixie", "host_lines": ["docker-ce"]},
+             "gpu-c": {"host_release": "bookworm", "host_lines": [f"docker-ce={DOCKER_VERSIONS[1]}"]},
+             "gpu-d": {"host_release": "noble", "host_lines": ["docker-ce"], "gpuhost_offline_bundle": ""}}
+    rc, tasks, stats = check_play(hosts, gpuhost_offline_bundle=str(made_bundle["path"]),
+                                  gpuhost_offline_bundle_fingerprint=spaced(fingerprint_of(made_bundle)))
+    assert rc == 2, tasks
+    assert {host: stats[host]["failures"] for host in hosts} == {"gpu-a": 0, "gpu-b": 1, "gpu-c": 1, "gpu-d": 0}
+    assert all(stats[host]["changed"] == 0 for host in hosts)
+    # One check of the bundle for the three hosts that use it, on the controller.
+    verified = next(iter(tasks[VERIFY_TASK].values()))
+    assert [r["item"]["hosts"] for r in verified["results"]] == [["gpu-a", "gpu-b", "gpu-c"]]
+    assert "verified, signed by " + fingerprint_of(made_bundle) in verified["results"][0]["msg"]
+    release = tasks[RELEASE_TASK]
+    assert not release["gpu-a"].get("failed") and not release["gpu-c"].get("failed")
+    assert release["gpu-b"]["failed"] is True
+    assert release["gpu-b"]["msg"].startswith(f"gpu-b: the offline bundle {made_bundle['path']} "
+                                              f"(gpuhost_offline_bundle) has no packages for Debian trixie; it has "
+                                              f"bookworm.")
+    assert release["gpu-d"].get("skipped") is True
+    lines = tasks[LINES_TASK]
+    assert not lines["gpu-a"].get("failed")
+    assert "gpu-b" not in lines
+    assert lines["gpu-c"]["failed"] is True
+    assert lines["gpu-c"]["msg"].startswith(f"gpu-c: the offline bundle {made_bundle['path']} (gpuhost_offline_bundle)"
+                                            f" has no docker-ce={DOCKER_VERSIONS[1]} for bookworm")
+    assert "(docker_version decide it)" in lines["gpu-c"]["msg"]
+    assert "Nothing was changed on this host." in lines["gpu-c"]["msg"]
+
+
+def test_the_role_s_checks_stop_every_host_of_a_bundle_of_another_key(check_play, made_bundle):
+    hosts = {"gpu-a": {"host_release": "bookworm", "host_lines": ["docker-ce"]},
+             "gpu-b": {"host_release": "bookworm", "host_lines": ["docker-ce"]}}
+    other = key_fingerprint("docker")
+    rc, tasks, stats = check_play(hosts, gpuhost_offline_bundle=str(made_bundle["path"]),
+                                  gpuhost_offline_bundle_fingerprint=other)
+    assert rc == 2, tasks
+    # The check runs once, on the controller (reported for the first host), and its failure
+    # stops every host of the play: no later task runs anywhere.
+    assert list(tasks[VERIFY_TASK]) == ["gpu-a"] and list(tasks)[-1] == VERIFY_TASK
+    assert stats["gpu-a"]["failures"] == 1 and all(stats[host]["changed"] == 0 for host in hosts)
+    verified = tasks[VERIFY_TASK]["gpu-a"]
+    assert verified["failed"] is True
+    message = verified["results"][0]["msg"]
+    assert message.startswith(f"gpuhost_offline_bundle {made_bundle['path']} (used by gpu-a, gpu-b): bundle ")
+    assert f"the bundle key is {fingerprint_of(made_bundle)}, not the {other} given" in message
+    assert message.endswith("Nothing was changed on any host.")
+    assert RELEASE_TASK not in tasks
