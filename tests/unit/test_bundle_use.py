@@ -534,8 +534,9 @@ def check_play(tmp_path, made_bundle):
     playbook.write_text(CHECK_PLAY, encoding="utf-8")
 
     def run(hosts, **group_vars):
-        inventory = {"all": {"hosts": hosts, "vars": {"ansible_connection": "local", "host_architecture": architecture,
-                                                     "ansible_python_interpreter": sys.executable, **group_vars}}}
+        group = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+                 "host_architecture": architecture, **group_vars}
+        inventory = {"all": {"hosts": hosts, "vars": group}}
         (tmp_path / "hosts.yml").write_text(json.dumps(inventory), encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
         env.update(ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_HOME=str(tmp_path / "ansible-home"),
