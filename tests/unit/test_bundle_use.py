@@ -466,13 +466,6 @@ def test_a_served_bundle_and_no_bundle_count_as_they_are(value):
     assert host_plan.bundle_identity(value) == value
 
 
-def test_the_bundle_variables_are_inputs_of_the_roles_that_install_from_it():
-    inputs = host_plan.role_inputs(REPO / "roles")
-    for role in ("docker", "nvidia_container_toolkit"):
-        assert {"gpuhost_offline_bundle", "gpuhost_offline_bundle_fingerprint"} <= set(inputs[role]), role
-    assert "gpuhost_offline_bundle" == host_plan.BUNDLE_VARIABLE
-
-
 # ---- the playbook variables -------------------------------------------------------------------------
 
 SPECS, PREFIXES = iv.load_catalog(sorted((REPO / "roles").glob("*/meta/argument_specs.yml")))

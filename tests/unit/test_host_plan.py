@@ -22,6 +22,7 @@ from gpuhost_cli.ansible_plugins.filter.host_plan import FilterModule, gpuhost_p
 
 REPO = Path(__file__).resolve().parents[2]
 ROLES = REPO / "roles"
+PROXY_SETTINGS = tuple(n for n in inventory_validation.HOST_SETTINGS if n.startswith("gpuhost_proxy_"))
 FACTS = {"distribution": "Ubuntu", "distribution_version": "24.04", "distribution_release": "noble",
          "distribution_major_version": "24", "os_family": "Debian", "architecture": "x86_64"}
 
@@ -65,8 +66,10 @@ def test_no_role_has_an_input_of_a_role_it_never_names(inputs):
         text = role_files_text(role)
         for name in set(names) - every[role]:
             if name in inventory_validation.HOST_SETTINGS:
-                # A playbook-level host setting the role, or apt_source it imports, reads.
-                assert name in text + role_files_text("apt_source"), (role, name)
+                # A playbook-level host setting the role, or apt_source or offline_bundle it
+                # imports, reads.
+                imported = role_files_text("apt_source") + role_files_text("offline_bundle")
+                assert name in text + imported, (role, name)
                 continue
             assert any(name in options for other, options in every.items() if other != role), (role, name)
             assert name in text, (role, name)
@@ -92,15 +95,26 @@ def test_the_roles_that_import_apt_source_take_its_options(inputs):
 
 def test_docker_users_reads_only_its_own_options(inputs):
     assert inputs["docker_users"] == own_options("docker_users") == ["docker_users", "docker_users_group"]
-    assert inputs["apt_source"] == sorted(own_options("apt_source") + list(inventory_validation.HOST_SETTINGS))
+    assert inputs["apt_source"] == sorted(own_options("apt_source") + list(PROXY_SETTINGS))
 
 
 def test_the_proxy_settings_are_inputs_of_the_roles_that_use_the_proxy(inputs):
     # gpuhost_proxy_* reach apt (through apt_source, which docker and the toolkit import) and
     # Docker: changing the proxy makes those roles run again; docker_users never reads it.
     for role in ("apt_source", "docker", "nvidia_container_toolkit", "docker_daemon"):
-        assert set(inventory_validation.HOST_SETTINGS) <= set(inputs[role]), role
+        assert set(PROXY_SETTINGS) <= set(inputs[role]), role
     assert not set(inventory_validation.HOST_SETTINGS) & set(inputs["docker_users"])
+
+
+def test_the_offline_bundle_is_an_input_of_the_roles_that_install_from_it(inputs):
+    # gpuhost_offline_bundle_* reach the docker and toolkit roles (through offline_bundle, which
+    # they import); apt_source and docker_daemon never read them.
+    bundle = {"gpuhost_offline_bundle", "gpuhost_offline_bundle_fingerprint"}
+    assert bundle <= set(inventory_validation.HOST_SETTINGS)
+    for role in ("docker", "nvidia_container_toolkit"):
+        assert bundle <= set(inputs[role]), role
+    for role in ("apt_source", "docker_daemon", "docker_users"):
+        assert not bundle & set(inputs[role]), role
 
 
 def test_an_included_role_s_text_counts_for_the_role_that_includes_it(tmp_path):
