@@ -56,6 +56,11 @@ def write(tmp_path, data):
     (lambda m: m["packages"][0].update(filename="../../etc/passwd"), "'../../etc/passwd' is not a path inside"),
     (lambda m: m["files"][0].update(path="/etc/passwd"), "'/etc/passwd' is not a path inside"),
     (lambda m: m.pop("key"), "no key fingerprint"),
+    (lambda m: m["releases"].append({"release": "../../escaped"}), "release '../../escaped' is not a directory name"),
+    (lambda m: m["releases"].append({"release": "a/b"}), "release 'a/b' is not a directory name"),
+    (lambda m: m["releases"].append({"release": ".."}), "release '..' is not a directory name"),
+    (lambda m: m["releases"].append({"release": ""}), "release '' is not a directory name"),
+    (lambda m: m["releases"].append({"release": 12}), "release 12 is not a directory name"),
 ])
 def test_a_damaged_manifest_is_refused_saying_what(tmp_path, change, message):
     data = manifest([entry("tini")])
