@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from lab_commands import on_host, run, standin_fingerprint
 
 from gpuhost_cli.lab.fleet import Lab, LabError, LabHost, inventory_documents, write_inventory
 
@@ -56,15 +57,6 @@ SWAPPED = "docker-ce_27.6.0-1~debian.12~bookworm_amd64.deb"
 SWAPPED_BY = MIRROR_TREE / "linux/debian/pool/stable/bookworm/docker-ce_27.5.1-1~debian.12~bookworm_amd64.deb"
 
 
-def run(argv, check=True, timeout=1800, env=None):
-    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout, env=env)
-    if check:
-        assert proc.returncode == 0, f"{' '.join(map(str, argv))}: rc={proc.returncode}\n{proc.stderr[-3000:]}"
-    return proc
-
-
-def on_host(host, *command, check=True):
-    return run(["docker", "exec", host, *command], check=check, timeout=120)
 
 
 def container_address(name, network):
@@ -73,11 +65,6 @@ def container_address(name, network):
     assert address, f"{name} has no address on {network}"
     return address
 
-
-def fingerprint(name):
-    listing = run(["gpg", "--batch", "--with-colons", "--show-keys",
-                   HARNESS / "mirror" / "keys" / f"{name}-standin.public.asc"]).stdout
-    return next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
 
 
 def write_yaml(path: Path, data) -> None:
@@ -133,7 +120,7 @@ def offline_lab():
         # does not resolve the test network's names) and Debian's archive, against the hosts' own
         # dpkg status. The inventory the bundle is made from says each host's release.
         mirror_url = f"http://{container_address(MIRROR, TEST_NETWORK)}:8080"
-        fingerprints = {"docker": fingerprint("docker"), "nvidia": fingerprint("nvidia")}
+        fingerprints = {"docker": standin_fingerprint("docker"), "nvidia": standin_fingerprint("nvidia")}
         documents = inventory_documents(hosts, hosts_lab.ssh_key, mirror_url, fingerprints)
         make_from = write_inventory(state / "inventory-bundle", documents)
         statuses = []
@@ -219,6 +206,20 @@ def test_a_bundle_with_a_swapped_package_is_refused_and_provision_changes_nothin
     assert {host: host_traces(host) for host in HOSTS} == {host: [] for host in HOSTS}
     assert {host: installed(host) for host in HOSTS} == before
     shutil.rmtree(swapped)
+
+
+def test_a_dry_run_shows_the_bundle_s_source_and_changes_nothing(offline_lab):
+    before = {host: installed(host) for host in HOSTS}
+    dry = run([GPUHOST, "provision", "-i", offline_lab["inventory"], "--batches", "100%", "--check", "--diff",
+               "--format", "json"], check=False, env=gpuhost_env(offline_lab))
+    assert dry.returncode == 0, dry.stdout[-6000:] + dry.stderr[-3000:]
+    assert json.loads(dry.stdout)["ok"] is True
+    # The diff shows each host's source line as a real run writes it, and no vendor source.
+    assert f"+deb [signed-by={KEYRING} check-date=no] file:{HOST_BUNDLE}/bookworm ./" in dry.stdout
+    assert f"+deb [signed-by={KEYRING} check-date=no] {offline_lab['bundle_url']}/trixie ./" in dry.stdout
+    assert "download.docker.com" not in dry.stdout and "/linux/debian" not in dry.stdout
+    assert {host: host_traces(host) for host in HOSTS} == {host: [] for host in HOSTS}
+    assert {host: installed(host) for host in HOSTS} == before
 
 
 def test_provision_converges_both_hosts_from_the_bundle(offline_lab):

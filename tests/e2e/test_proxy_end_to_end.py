@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from lab_commands import on_host, run, standin_fingerprint
+
 from gpuhost_cli.lab.fleet import Lab, LabError, LabHost, inventory_documents, write_inventory
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,21 +39,7 @@ DROPIN = "/etc/systemd/system/docker.service.d/90-gpuhost-proxy.conf"
 DAEMON_JSON = "/etc/docker/daemon.json"
 
 
-def run(argv, check=True, env=None, timeout=1800):
-    proc = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout, env=env)
-    if check:
-        assert proc.returncode == 0, f"{' '.join(map(str, argv))}: rc={proc.returncode}\n{proc.stderr[-3000:]}"
-    return proc
 
-
-def on_host(host, *command, check=True):
-    return run(["docker", "exec", host, *command], check=check, timeout=120)
-
-
-def fingerprint(name):
-    listing = run(["gpg", "--batch", "--with-colons", "--show-keys",
-                   HARNESS / "mirror" / "keys" / f"{name}-standin.public.asc"]).stdout
-    return next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
 
 
 def remove_everything(hosts_lab):
@@ -86,7 +74,8 @@ def proxied_lab(tmp_path_factory):
         # Debian's archive through the shared apt cache, which joins the internal network.
         run(["bash", HARNESS / "apt-cache.sh", "--network", INTERNAL, *HOSTS])
         inventory = write_inventory(state / "inventory", inventory_documents(
-            hosts, hosts_lab.ssh_key, MIRROR_URL, {"docker": fingerprint("docker"), "nvidia": fingerprint("nvidia")}))
+            hosts, hosts_lab.ssh_key, MIRROR_URL,
+            {"docker": standin_fingerprint("docker"), "nvidia": standin_fingerprint("nvidia")}))
         (inventory / "group_vars" / "gpu_hosts" / "proxy.yml").write_text(
             "---\n"
             f"gpuhost_proxy_http: http://{USER}:{password}@{PROXY}:8888\n"
