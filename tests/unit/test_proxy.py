@@ -15,7 +15,8 @@ plugin_loader.use_module_utils()
 
 from ansible.module_utils import gpuhost_proxy as proxy  # noqa: E402
 
-from gpuhost_cli.ansible_plugins.filter.proxy import FilterModule, gpuhost_proxy_files, gpuhost_proxy_problems  # noqa: E402
+from gpuhost_cli.ansible_plugins.filter.proxy import (FilterModule, gpuhost_no_proxy,  # noqa: E402
+                                                     gpuhost_proxy_files, gpuhost_proxy_problems)
 
 settings_module = load_module("gpuhost_proxy_settings")
 ddc = load_module("docker_daemon_config")
@@ -125,7 +126,21 @@ def test_the_preflight_filter_names_each_variable():
     assert problems[1].startswith("gpuhost_proxy_no_proxy holds 'bad entry'")
     assert gpuhost_proxy_problems("", "", None) == []
     assert gpuhost_proxy_problems(URL, URL, "a.lan,.b.lan") == []
-    assert set(FilterModule().filters()) == {"gpuhost_proxy_files", "gpuhost_proxy_problems"}
+    assert set(FilterModule().filters()) == {"gpuhost_proxy_files", "gpuhost_proxy_problems", "gpuhost_no_proxy"}
+
+
+def test_the_no_proxy_filter_is_the_module_s_list_for_a_list_or_a_comma_separated_string():
+    local = ["localhost", "127.0.0.1", "::1"]
+    assert gpuhost_no_proxy([]) == local
+    assert gpuhost_no_proxy(None) == local
+    # A string is one entry list, split on commas, trimmed, blanks dropped, not split into characters.
+    assert gpuhost_no_proxy(" .corp.example, 10.0.0.0/8,,") == local + [".corp.example", "10.0.0.0/8"]
+    assert gpuhost_no_proxy(["a.lan", "localhost", "a.lan"], "gpu1", "gpu1.corp.example") == (
+        local + ["gpu1", "gpu1.corp.example", "a.lan"])
+    # An internal registry mirror is reached directly; a public one through the proxy.
+    assert gpuhost_no_proxy([], mirrors=["https://mirror.internal:5000", "https://mirror.gcr.io"]) == (
+        local + ["mirror.internal"])
+    assert gpuhost_no_proxy("x.lan", "h") == proxy.no_proxy_list(["x.lan"], "h")
 
 
 # ---- The files gpuhost writes -----------------------------------------------------------

@@ -214,3 +214,35 @@ def test_a_working_mirror_passes_whether_required_or_not():
     for outcome in (rp.DEAD, rp.NOT_REGISTRY, rp.TLS):
         assert rp.check_status(outcome, False) == "warning"
         assert rp.check_status(outcome, True) == "failed"
+
+
+# ---- The probe's proxy (filter gpuhost_registry_probe_env) -------------------------------
+
+DOCKER_PROXY = "http://proxy.corp.example:3128"
+INVENTORY_PROXY = "http://user:secret@proxy.corp.example:3128"
+
+
+def test_the_probe_takes_dockerd_s_own_proxy_when_docker_has_one():
+    info = {"HTTPProxy": DOCKER_PROXY, "HTTPSProxy": "", "NoProxy": "localhost,mirror.lan"}
+    assert rp.probe_environment(info, INVENTORY_PROXY, "", ["x.lan"]) == {
+        "http_proxy": DOCKER_PROXY, "no_proxy": "localhost,mirror.lan"}
+
+
+def test_a_masked_password_or_no_docker_proxy_falls_back_to_the_inventory_s():
+    masked = {"HTTPProxy": "http://user:xxxxx@proxy.corp.example:3128", "NoProxy": "localhost"}
+    expected = {"http_proxy": INVENTORY_PROXY, "https_proxy": INVENTORY_PROXY, "no_proxy": "a.lan,10.0.0.0/8"}
+    assert rp.probe_environment(masked, INVENTORY_PROXY, "", ["a.lan", "10.0.0.0/8"]) == expected
+    # A no-proxy list alone is not a proxy; the inventory's comma-separated string is kept as it is.
+    assert rp.probe_environment({"NoProxy": "localhost"}, INVENTORY_PROXY, "", "a.lan,10.0.0.0/8") == expected
+    assert rp.probe_environment({}, "", "https://tls-proxy:8443", []) == {"https_proxy": "https://tls-proxy:8443"}
+    assert rp.probe_environment(None) == {}
+
+
+def test_the_filter_is_the_module_utils_rule():
+    from gpuhost_cli.ansible_plugins.filter.registry_probe import FilterModule
+
+    env = FilterModule().filters()["gpuhost_registry_probe_env"]
+    assert env({"HTTPSProxy": DOCKER_PROXY}, INVENTORY_PROXY) == {"https_proxy": DOCKER_PROXY}
+    # docker info that did not answer (a string, nothing) counts as Docker without a proxy.
+    assert env("docker info failed", INVENTORY_PROXY, None, None) == {
+        "http_proxy": INVENTORY_PROXY, "https_proxy": INVENTORY_PROXY}

@@ -8,6 +8,10 @@
     alike in another file (``http``, ``https``, ``no_proxy``), which gpuhost writes no second
     copy of. The rules are those of ``module_utils/gpuhost_proxy.py``.
 
+``entries | gpuhost_no_proxy(hostname='', fqdn='', mirrors=[])``
+    The no_proxy list: localhost, 127.0.0.1, ::1, the host's names, the internal registry
+    mirrors, then the user's ENTRIES (a list, or a comma-separated string), without repeats.
+
 ``http | gpuhost_proxy_problems(https, no_proxy, names)``
     The preflight's check of the proxy settings: one message per problem, naming the
     variable (``names`` maps http, https and no_proxy to the variables the user sets).
@@ -46,6 +50,11 @@ def gpuhost_proxy_files(http: Any, https: Any = "", no_proxy: Any = None, apt_sk
     }
 
 
+def gpuhost_no_proxy(entries: Any, hostname: str = "", fqdn: str = "", mirrors: Any = None) -> list[str]:
+    entries = [entries] if isinstance(entries, str) else list(entries or [])
+    return proxy.no_proxy_list(entries, str(hostname or ""), str(fqdn or ""), list(mirrors or []))
+
+
 def gpuhost_proxy_problems(http: Any, https: Any = "", no_proxy: Any = None,
                            names: Any = None) -> list[str]:
     """The preflight: why the proxy settings cannot be used, one message each, naming the
@@ -62,4 +71,5 @@ class FilterModule:
     """gpuhost's proxy filters."""
 
     def filters(self):
-        return {"gpuhost_proxy_files": gpuhost_proxy_files, "gpuhost_proxy_problems": gpuhost_proxy_problems}
+        return {"gpuhost_proxy_files": gpuhost_proxy_files, "gpuhost_proxy_problems": gpuhost_proxy_problems,
+                "gpuhost_no_proxy": gpuhost_no_proxy}

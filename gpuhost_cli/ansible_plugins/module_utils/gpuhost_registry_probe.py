@@ -105,6 +105,29 @@ def proxy_for(url, environ=None):
     return proxies[parts.scheme]
 
 
+#: What ``docker info`` shows in place of a proxy's password.
+MASKED_PASSWORD = "xxxxx"
+
+
+def probe_environment(docker_info, http="", https="", no_proxy=()):
+    """The ``*_proxy`` environment the probe runs in, to go where dockerd goes: dockerd's own
+    proxy as ``docker info`` reports it (HTTPProxy, HTTPSProxy, NoProxy: its no-proxy list,
+    which gpuhost extends with the internal mirrors), unless Docker runs without one or masks
+    its password; then the inventory's ``http``, ``https`` (default: ``http``) and
+    ``no_proxy`` (a list, or a comma-separated string). Empty values are left out."""
+    info = docker_info if isinstance(docker_info, dict) else {}
+    docker = {"http_proxy": info.get("HTTPProxy") or "", "https_proxy": info.get("HTTPSProxy") or "",
+              "no_proxy": info.get("NoProxy") or ""}
+    docker = dict((key, str(value)) for key, value in docker.items() if value)
+    if (docker.get("http_proxy") or docker.get("https_proxy")) and not any(
+            MASKED_PASSWORD in value for value in docker.values()):
+        return docker
+    entries = [no_proxy] if isinstance(no_proxy, str) else list(no_proxy or [])
+    inventory = {"http_proxy": http or "", "https_proxy": https or http or "",
+                 "no_proxy": ",".join(str(entry) for entry in entries if str(entry))}
+    return dict((key, str(value)) for key, value in inventory.items() if value)
+
+
 def _without_credentials(proxy):
     parts = urlsplit(proxy)
     if parts.username is None:
