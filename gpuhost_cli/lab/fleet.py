@@ -361,6 +361,22 @@ class Lab:
             found.append(LabHost(name, labels.get("gpuhost.lab.distro", "?"), address))
         return sorted(found, key=lambda h: int(h.name.rsplit("-", 1)[1]) if h.name.rsplit("-", 1)[1].isdigit() else 0)
 
+    def start_hosts(self, releases: dict[str, str], trust_mirror: bool = True) -> list[LabHost]:
+        """Start the hosts (name: distro), all first, then each reachable over SSH; with
+        TRUST_MIRROR, each trusts the lab's stand-in mirror."""
+        for name, release in releases.items():
+            self.log(f"starting {name} ({release})")
+            self.start_host(name, release)
+        hosts = []
+        for name, release in releases.items():
+            self.prepare_ssh(name)
+            if trust_mirror:
+                self.trust_lab_mirror(name)
+            address = self.address(name)
+            self.wait_for_ssh(address)
+            hosts.append(LabHost(name, release, address))
+        return hosts
+
     def up(self, count: int, distro: str = "debian12") -> list[LabHost]:
         releases = distros_for(count, distro)
         self.require_docker()
@@ -371,16 +387,7 @@ class Lab:
         self.log("starting the stand-in mirror")
         self._run_asset("build-mirror.sh", "--serve")
         names = self.host_names(count)
-        for name, release in zip(names, releases):
-            self.log(f"starting {name} ({release})")
-            self.start_host(name, release)
-        hosts = []
-        for name, release in zip(names, releases):
-            self.prepare_ssh(name)
-            self.trust_lab_mirror(name)
-            address = self.address(name)
-            self.wait_for_ssh(address)
-            hosts.append(LabHost(name, release, address))
+        hosts = self.start_hosts(dict(zip(names, releases)))
         if self.apt_cache:
             self.log(f"pointing the hosts at the apt cache {APT_CACHE_NAME} for Debian's archive")
             self._run_asset("apt-cache.sh", "--network", self.network, *names)

@@ -26,7 +26,7 @@ import yaml
 
 from lab_commands import on_host, run, standin_fingerprint
 
-from gpuhost_cli.lab.fleet import Lab, LabError, LabHost, inventory_documents, write_inventory
+from gpuhost_cli.lab.fleet import Lab, LabError, inventory_documents, write_inventory
 
 REPO = Path(__file__).resolve().parents[2]
 HARNESS = REPO / "tests" / "harness"
@@ -107,14 +107,7 @@ def offline_lab():
         hosts_lab.ensure_images(list(HOSTS.values()))
         hosts_lab.ensure_ssh_key()
         run(["docker", "network", "create", "--internal", "--label", f"gpuhost.lab={INTERNAL}", INTERNAL])
-        for name, distro in HOSTS.items():
-            hosts_lab.start_host(name, distro)
-        hosts = []
-        for name, distro in HOSTS.items():
-            hosts_lab.prepare_ssh(name)
-            address = hosts_lab.address(name)
-            Lab.wait_for_ssh(address)
-            hosts.append(LabHost(name, distro, address))
+        hosts = hosts_lab.start_hosts(HOSTS, trust_mirror=False)
 
         # The bundle, made on this machine from the stand-in mirror (by its address: this machine
         # does not resolve the test network's names) and Debian's archive, against the hosts' own

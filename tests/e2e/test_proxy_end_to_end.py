@@ -19,7 +19,7 @@ import pytest
 
 from lab_commands import on_host, run, standin_fingerprint
 
-from gpuhost_cli.lab.fleet import Lab, LabError, LabHost, inventory_documents, write_inventory
+from gpuhost_cli.lab.fleet import Lab, LabError, inventory_documents, write_inventory
 
 REPO = Path(__file__).resolve().parents[2]
 HARNESS = REPO / "tests" / "harness"
@@ -63,14 +63,7 @@ def proxied_lab(tmp_path_factory):
         run(["docker", "network", "create", "--internal", "--label", f"gpuhost.lab={INTERNAL}", INTERNAL])
         run(["bash", HARNESS / "http-proxy.sh", "--name", PROXY, "--network", TEST_NETWORK, "--network", INTERNAL],
             env={**os.environ, "GPUHOST_PROXY_AUTH": f"{USER}:{password}"})
-        for name, distro in HOSTS.items():
-            hosts_lab.start_host(name, distro)
-        hosts = []
-        for name, distro in HOSTS.items():
-            hosts_lab.prepare_ssh(name)
-            address = hosts_lab.address(name)
-            Lab.wait_for_ssh(address)
-            hosts.append(LabHost(name, distro, address))
+        hosts = hosts_lab.start_hosts(HOSTS, trust_mirror=False)
         # Debian's archive through the shared apt cache, which joins the internal network.
         run(["bash", HARNESS / "apt-cache.sh", "--network", INTERNAL, *HOSTS])
         inventory = write_inventory(state / "inventory", inventory_documents(
