@@ -110,7 +110,7 @@ for scenario in $scenarios; do
 done
 echo "molecule: $passed passed, $failed failed"
 
-step "End to end: the lab (provision, verify, facts), the collection, the execution environment"
+step "End to end: the lab (provision, verify, facts), the collection, the execution environment, a proxy, air-gapped hosts"
 e2e=0
 if [ -n "$e2e_pid" ]; then
   wait "$e2e_pid" || e2e=$?
