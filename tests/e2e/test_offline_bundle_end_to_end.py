@@ -51,8 +51,9 @@ VENDOR_LISTS = ("/etc/apt/sources.list.d/docker.list", "/etc/apt/sources.list.d/
 VENDOR_PACKAGES = ("docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin",
                    "nvidia-container-toolkit", "nvidia-container-toolkit-base", "libnvidia-container-tools",
                    "libnvidia-container1")
-#: The package whose file the tampered bundle replaces, by the other stand-in version of the same
-#: size from the mirror's pool (a valid, signed package; only its sha256 tells it apart).
+#: The package whose file the tampered bundle replaces, by the other stand-in version from the
+#: mirror's pool: a valid package from the same signed repository (built when the mirror is, so
+#: its size may equal the original's, and then only the sha256 tells it apart).
 SWAPPED = "docker-ce_27.6.0-1~debian.12~bookworm_amd64.deb"
 SWAPPED_BY = MIRROR_TREE / "linux/debian/pool/stable/bookworm/docker-ce_27.5.1-1~debian.12~bookworm_amd64.deb"
 
@@ -180,7 +181,7 @@ def test_a_bundle_with_a_swapped_package_is_refused_and_provision_changes_nothin
     swapped = state / "bundle-swapped"
     shutil.copytree(bundle, swapped)
     target = swapped / "bookworm" / SWAPPED
-    assert target.is_file() and target.stat().st_size == SWAPPED_BY.stat().st_size
+    assert target.is_file() and SWAPPED_BY.is_file() and target.read_bytes() != SWAPPED_BY.read_bytes()
     shutil.copyfile(SWAPPED_BY, target)
     refused = run([GPUHOST, "bundle", "verify", swapped, "--fingerprint", fpr], check=False)
     assert refused.returncode == 1, refused.stdout + refused.stderr
